@@ -1,0 +1,1 @@
+"""API plumbing shared by every app's `api.py`: auth, idempotency, errors, pagination."""

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class IdempotencyRecord(models.Model):
+    """The stored outcome of a write sent with an Idempotency-Key (api.md, "Conventions").
+
+    Written in the same transaction as the write's effects, so a record exists exactly when the
+    effects do. Kept for IDEMPOTENCY_KEY_TTL_HOURS (at least 24 hours, as api.md promises).
+    """
+
+    partner = models.ForeignKey(
+        "points.Partner", on_delete=models.CASCADE, related_name="+", verbose_name=_("partner")
+    )
+    key = models.CharField(_("idempotency key"), max_length=255)
+    fingerprint = models.CharField(_("request fingerprint"), max_length=64)
+    method = models.CharField(_("method"), max_length=8)
+    path = models.CharField(_("path"), max_length=512)
+    response_status = models.PositiveSmallIntegerField(_("response status"))
+    response_body = models.JSONField(_("response body"), null=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "key"], name="idempotency_partner_key_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}:{self.key}"
