@@ -1,0 +1,39 @@
+"""factory_boy factories shared by every test folder (add yours; don't rewrite others')."""
+
+from __future__ import annotations
+
+import factory
+
+from members.models import Member, Tier
+from points.models import Partner
+
+
+class TierFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tier
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"tier-{n}")
+    name = factory.LazyAttribute(lambda tier: tier.code.title())
+    # The default programme's entry tier (migration members.0002) holds rank 0.
+    rank = factory.Sequence(lambda n: n + 1)
+    growth_threshold = factory.LazyAttribute(lambda tier: tier.rank * 1000)
+
+
+class MemberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Member
+
+    external_id = factory.Sequence(lambda n: f"u-{n:05d}")
+    name = factory.Faker("name")
+    phone = factory.Sequence(lambda n: f"138{n:08d}")
+    email = factory.LazyAttribute(lambda member: f"{member.external_id}@example.com")
+    tier = factory.LazyFunction(Tier.entry_tier)
+
+
+class PartnerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Partner
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"Partner {n}")
