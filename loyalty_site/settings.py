@@ -206,7 +206,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # pgserver narrates every start and stop of the embedded cluster at INFO.
+        "pgserver": {"level": "WARNING"},
+    },
 }
 
 if not DEBUG and env.bool("DJANGO_SECURE", default=False):
