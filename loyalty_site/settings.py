@@ -123,6 +123,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Periodic jobs; django-celery-beat copies these into its database schedule at start.
+CELERY_BEAT_SCHEDULE = {
+    "purge-idempotency-records": {
+        "task": "loyalty_site.purge_idempotency_records",
+        "schedule": 3600.0,
+    },
+}
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 
 
