@@ -1,0 +1,91 @@
+"""`make run`: prepare the database and static files, then start web, worker and beat.
+
+Run inside `python -m loyalty_site.embedded -- ...` (which supplies DATABASE_URL and
+CELERY_BROKER_URL when they are not configured): migrate, collect static files, create the demo
+data once, print where to go, then replace this process with honcho running the Procfile.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _step(title: str, started: float) -> None:
+    print(f"  {title} ({time.monotonic() - started:.1f} s)", flush=True)
+
+
+def prepare() -> None:
+    """Migrate, collect static files, seed the demo data; each step is safe to repeat."""
+    import django
+    from django.core.management import call_command
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty_site.settings")
+    django.setup()
+    started = time.monotonic()
+    call_command("migrate", interactive=False, verbosity=0)
+    _step("database migrated", started)
+    started = time.monotonic()
+    call_command("collectstatic", interactive=False, verbosity=0)
+    _step("static files collected", started)
+    started = time.monotonic()
+    call_command("seed_demo")
+    _step("demo data ready", started)
+
+
+def banner(port: int) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return "\n".join(
+        [
+            "",
+            "Loyalty back office (会员积分管理后台) is starting:",
+            f"  admin          {base}/admin/",
+            f"  API docs       {base}/api/v1/docs/",
+            f"  OpenAPI schema {base}/api/v1/schema/",
+            f"  health         {base}/healthz   {base}/readyz",
+            "Log in to the admin as `admin` with the password seed_demo printed the first time",
+            "(forgotten: `.venv/bin/python manage.py changepassword admin` while this runs).",
+            "The demo partner key (printed once, above, on the first run) calls the API:",
+            "  curl -H 'Authorization: Api-Key <key>' " + f"{base}/api/v1/members/demo-0001",
+            "Stop everything with Ctrl-C.",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    prepare()
+    from django.conf import settings
+
+    port = settings.PORT
+    print(banner(port), flush=True)
+    env = dict(os.environ)
+    # Procfile commands (gunicorn, celery) live next to this interpreter, in the virtualenv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PORT"] = str(port)
+    command = [
+        sys.executable,
+        "-m",
+        "honcho",
+        "start",
+        "--procfile",
+        str(BASE_DIR / "Procfile"),
+        "--app-root",
+        str(BASE_DIR),
+        "--port",
+        str(port),
+        # Every process sees exactly the environment the preparation steps saw: no .env file.
+        "--env",
+        os.devnull,
+    ]
+    sys.stdout.flush()
+    os.chdir(BASE_DIR)
+    os.execve(sys.executable, command, env)
+
+
+if __name__ == "__main__":
+    main()
