@@ -1,9 +1,30 @@
 from __future__ import annotations
 
+import zoneinfo
+from decimal import Decimal
+
+import pgtrigger
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import BrinIndex
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
+
+from members.models import Member
+
+# TRUNCATE is refused unless the session says otherwise: only the test suite's database does
+# (tests/conftest.py), because Django empties tables with TRUNCATE between transactional tests.
+TRUNCATE_GUARD_FUNC = """
+IF current_setting('loyalty.allow_ledger_truncate', true) IS DISTINCT FROM 'on' THEN
+    RAISE EXCEPTION 'pgtrigger: Cannot truncate % table: the ledger is append-only',
+        TG_TABLE_NAME;
+END IF;
+RETURN NULL;
+"""
 
 
 class Partner(models.Model):
@@ -60,3 +81,509 @@ class PartnerAPIKey(AbstractAPIKey):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+def default_time_zone() -> str:
+    return settings.TIME_ZONE
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(_("Unknown time zone: %(zone)s"), params={"zone": value})
+
+
+class ProgrammeSettings(models.Model):
+    """The programme's ledger settings: one row (pk=1), created by a migration, edited in admin.
+
+    The expiry date is fixed on each lot when it is earned: changing the policy here never moves
+    points already earned.
+    """
+
+    class ExpiryPolicy(models.TextChoices):
+        ROLLING_DAYS = "rolling_days", _("N days after earning")
+        ROLLING_MONTHS = "rolling_months", _("N months after earning")
+        END_OF_YEAR_AFTER = "end_of_year_after", _("end of the calendar year after earning")
+        END_OF_QUARTER = "end_of_quarter", _("end of the quarter, N months after earning")
+        NEVER = "never", _("never")
+
+    class RefundAfterSpendPolicy(models.TextChoices):
+        TAKE_FROM_OTHER_POINTS = "take_from_other_points", _("take from the member's other points")
+        ALLOW_NEGATIVE = "allow_negative", _("allow a negative balance down to the limit")
+        WRITE_OFF = "write_off", _("write off what was already spent")
+
+    SINGLETON_PK = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
+    point_value = models.DecimalField(
+        _("value of one point"),
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal("0.01"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Money value of ONE point: 0.01 means 100 points are worth 1.00."),
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=default_time_zone,
+        validators=[validate_time_zone],
+        help_text=_("Day boundaries (expiry at the end of a day) are taken in this time zone."),
+    )
+    expiry_policy = models.CharField(
+        _("expiry policy"),
+        max_length=32,
+        choices=ExpiryPolicy.choices,
+        default=ExpiryPolicy.ROLLING_MONTHS,
+    )
+    expiry_period = models.PositiveIntegerField(
+        _("expiry period"),
+        default=12,
+        help_text=_("N for the rolling and end-of-quarter policies (days or months)."),
+    )
+    pending_days = models.PositiveIntegerField(
+        _("pending days"),
+        default=0,
+        help_text=_("Return window: purchase points become available after this many days."),
+    )
+    purchase_points_per_unit = models.DecimalField(
+        _("purchase points per 1.00"),
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("1"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Points a purchase earns per 1.00 of currency, rounded down."),
+    )
+    refund_after_spend_policy = models.CharField(
+        _("refund after spend"),
+        max_length=32,
+        choices=RefundAfterSpendPolicy.choices,
+        default=RefundAfterSpendPolicy.TAKE_FROM_OTHER_POINTS,
+        help_text=_("What a refund does when the points the order earned were already spent."),
+    )
+    negative_balance_limit = models.PositiveIntegerField(
+        _("negative balance limit"),
+        default=0,
+        help_text=_("How far below zero a member's available points may go (0 = never)."),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("programme settings")
+        verbose_name_plural = _("programme settings")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="programmesettings_singleton"),
+        ]
+
+    def __str__(self) -> str:
+        return str(_("Programme settings"))
+
+    @classmethod
+    def get(cls) -> ProgrammeSettings:
+        """The settings row, read fresh (created with the defaults if a test emptied it)."""
+        settings_row, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        return settings_row
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class Account(models.Model):
+    """A member's points: one row per member, the row every balance change locks.
+
+    Invariants (CHECK constraints and `check_ledger`): available >= -credit_limit, pending >= 0;
+    available = sum of available_delta of its entries, pending = sum of pending_delta; the
+    remaining points of its active lots add up to max(available, 0) (a negative balance is a
+    debt that the next points coming in pay first).
+    """
+
+    member = models.OneToOneField(
+        Member, on_delete=models.PROTECT, related_name="account", verbose_name=_("member")
+    )
+    available = models.BigIntegerField(_("available"), default=0)
+    pending = models.BigIntegerField(_("pending"), default=0)
+    lifetime_earned = models.BigIntegerField(_("lifetime earned"), default=0)
+    lifetime_spent = models.BigIntegerField(
+        _("lifetime spent"), default=0, help_text=_("Redeemed plus spent, net of returns.")
+    )
+    lifetime_expired = models.BigIntegerField(_("lifetime expired"), default=0)
+    credit_limit = models.BigIntegerField(
+        _("credit limit"),
+        default=0,
+        help_text=_("Copy of the programme's negative balance limit."),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
+
+    class Meta:
+        verbose_name = _("points account")
+        verbose_name_plural = _("points accounts")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(available__gte=-models.F("credit_limit")),
+                name="account_available_within_credit_limit",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(pending__gte=0), name="account_pending_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(credit_limit__gte=0), name="account_credit_limit_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.available}"
+
+
+class Entry(models.Model):
+    """One change of a member's points. Append-only: the database refuses UPDATE, DELETE and
+    TRUNCATE on this table (triggers below).
+
+    `amount` is the change of the member's points (available + pending), split into
+    `available_delta` and `pending_delta`; `balance_after` is the available balance after it.
+    """
+
+    class Kind(models.TextChoices):
+        EARN = "earn", _("earn")
+        REDEEM = "redeem", _("redeem")
+        EXPIRE = "expire", _("expire")
+        REVERSE = "reverse", _("reverse")
+        ADJUST = "adjust", _("adjust")
+        SPEND = "spend", _("spend")
+        TRANSFER = "transfer", _("transfer")
+        CONVERT = "convert", _("convert")
+        RELEASE = "release", _("release")
+
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        verbose_name=_("account"),
+        db_index=False,  # covered by entry_account_newest_idx
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    amount = models.BigIntegerField(_("amount"))
+    available_delta = models.BigIntegerField(_("available change"), default=0)
+    pending_delta = models.BigIntegerField(_("pending change"), default=0)
+    balance_after = models.BigIntegerField(_("available after"))
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("merchant"),
+        db_index=False,
+    )
+    reference = models.CharField(_("reference"), max_length=128, blank=True, db_default="")
+    memo = models.CharField(_("memo"), max_length=255, blank=True, db_default="")
+    reason = models.TextField(_("reason"), blank=True, db_default="")
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("operator"),
+        db_index=False,
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("approved by"),
+        db_index=False,
+    )
+    source_type = models.CharField(_("source type"), max_length=32, blank=True, db_default="")
+    source_id = models.CharField(_("source id"), max_length=64, blank=True, db_default="")
+    related_entry = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("related entry"),
+        db_index=False,  # partial index below
+    )
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    available_at = models.DateTimeField(_("available at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
+        indexes = [
+            models.Index(fields=["account", "-id"], name="entry_account_newest_idx"),
+            models.Index(
+                fields=["related_entry"],
+                condition=models.Q(related_entry__isnull=False),
+                name="entry_related_idx",
+            ),
+            BrinIndex(fields=["created_at"], name="entry_created_brin"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount=models.F("available_delta") + models.F("pending_delta")),
+                name="entry_amount_is_sum_of_deltas",
+            ),
+            # A redemption's points are given back at most once.
+            models.UniqueConstraint(
+                fields=["related_entry"],
+                condition=models.Q(kind="reverse", source_type="redemption"),
+                name="entry_redemption_given_back_once",
+            ),
+        ]
+        triggers = [
+            pgtrigger.Protect(
+                name="entry_append_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            ),
+            pgtrigger.Trigger(
+                name="entry_no_truncate",
+                level=pgtrigger.Statement,
+                when=pgtrigger.Before,
+                operation=pgtrigger.Truncate,
+                func=TRUNCATE_GUARD_FUNC,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.amount:+d}"
+
+
+class Lot(models.Model):
+    """Points earned together, with their own expiry date.
+
+    States: `pending` (earned, not yet available: the return window), `active` (counts in the
+    available balance; a lot used up stays active with remaining 0 so points can be given back
+    to it) and `expired` (remaining 0, expired by the expiry job; a give-back re-activates it
+    and the next expiry run expires it again). remaining = amount + sum of its allocations.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        ACTIVE = "active", _("active")
+        EXPIRED = "expired", _("expired")
+
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="lots", verbose_name=_("account")
+    )
+    earn_entry = models.OneToOneField(
+        Entry, on_delete=models.PROTECT, related_name="lot", verbose_name=_("earning entry")
+    )
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("merchant"),
+        db_index=False,
+    )
+    amount = models.BigIntegerField(_("amount"))
+    remaining = models.BigIntegerField(_("remaining"))
+    state = models.CharField(_("state"), max_length=16, choices=State.choices)
+    available_at = models.DateTimeField(_("available at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), db_default=Now())
+
+    class Meta:
+        verbose_name = _("lot")
+        verbose_name_plural = _("lots")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="lot_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(remaining__gte=0, remaining__lte=models.F("amount")),
+                name="lot_remaining_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state="expired") | models.Q(remaining=0),
+                name="lot_expired_is_empty",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state="pending") | models.Q(available_at__isnull=False),
+                name="lot_pending_has_available_at",
+            ),
+        ]
+        indexes = [
+            # Spending order: soonest expiry first, never-expiring last, then oldest.
+            models.Index(
+                models.F("account"),
+                models.F("expires_at").asc(nulls_last=True),
+                models.F("id"),
+                condition=models.Q(state="active", remaining__gt=0),
+                name="lot_fifo_idx",
+            ),
+            models.Index(
+                fields=["expires_at", "id"],
+                condition=models.Q(state="active", remaining__gt=0),
+                name="lot_expiry_scan_idx",
+            ),
+            models.Index(
+                fields=["available_at", "id"],
+                condition=models.Q(state="pending"),
+                name="lot_release_scan_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lot #{self.pk} {self.remaining}/{self.amount} {self.state}"
+
+
+class Allocation(models.Model):
+    """Points an entry took from a lot (negative) or gave back to it (positive).
+
+    Append-only like entries. For every lot: remaining = amount + sum(points).
+    """
+
+    entry = models.ForeignKey(
+        Entry, on_delete=models.PROTECT, related_name="allocations", verbose_name=_("entry")
+    )
+    lot = models.ForeignKey(
+        Lot, on_delete=models.PROTECT, related_name="allocations", verbose_name=_("lot")
+    )
+    points = models.BigIntegerField(_("points"))
+
+    class Meta:
+        verbose_name = _("allocation")
+        verbose_name_plural = _("allocations")
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(points=0), name="allocation_points_not_zero"
+            ),
+        ]
+        triggers = [
+            pgtrigger.Protect(
+                name="allocation_append_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"entry #{self.entry_id} lot #{self.lot_id} {self.points:+d}"
+
+
+class Order(models.Model):
+    """A partner's purchase or point payment by reference: what a refund of it works from.
+
+    Refund bookkeeping: `points_reversed` earned points dealt with by refunds so far, of which
+    `points_written_off` could not be taken back (`points_lapsed` of them had expired).
+    """
+
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+        verbose_name=_("merchant"),
+        db_index=False,  # covered by order_partner_reference_uniq
+    )
+    reference = models.CharField(_("reference"), max_length=128)
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="orders", verbose_name=_("account")
+    )
+    amount = models.DecimalField(
+        _("amount"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    paid_with_points = models.DecimalField(
+        _("paid with points"), max_digits=14, decimal_places=2, default=Decimal("0")
+    )
+    refunded_amount = models.DecimalField(
+        _("refunded amount"), max_digits=14, decimal_places=2, default=Decimal("0")
+    )
+    points_earned = models.BigIntegerField(_("points earned"), default=0)
+    points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    points_written_off = models.BigIntegerField(_("points written off"), default=0)
+    points_lapsed = models.BigIntegerField(_("points lapsed"), default=0)
+    points_spent = models.BigIntegerField(_("points spent"), default=0)
+    points_returned = models.BigIntegerField(_("points returned"), default=0)
+    earn_entry = models.ForeignKey(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("earning entry"),
+        db_index=False,
+    )
+    spend_entry = models.ForeignKey(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("spending entry"),
+        db_index=False,
+    )
+    created_at = models.DateTimeField(_("created at"), db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
+
+    class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "reference"],
+                nulls_distinct=False,
+                name="order_partner_reference_uniq",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__gte=0)
+                & (
+                    models.Q(amount__isnull=True)
+                    | models.Q(refunded_amount__lte=models.F("amount"))
+                ),
+                name="order_refund_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(points_reversed__lte=models.F("points_earned"))
+                & models.Q(points_written_off__lte=models.F("points_reversed"))
+                & models.Q(points_lapsed__lte=models.F("points_written_off"))
+                & models.Q(points_returned__lte=models.F("points_spent")),
+                name="order_points_bookkeeping",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class OutboxEvent(models.Model):
+    """A domain event, written in the same transaction as the change it reports.
+
+    A publisher (webhooks, notifications) delivers rows with no `published_at` and sets it.
+    """
+
+    type = models.CharField(_("type"), max_length=64)
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("account"),
+        db_index=False,
+    )
+    member_external_id = models.CharField(_("member"), max_length=128, blank=True)
+    payload = models.JSONField(_("payload"), default=dict)
+    created_at = models.DateTimeField(_("created at"), db_default=Now())
+    published_at = models.DateTimeField(_("published at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbox event")
+        verbose_name_plural = _("outbox events")
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=models.Q(published_at__isnull=True),
+                name="outbox_unpublished_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.pk}"

@@ -19,3 +19,22 @@ def _clear_key_cache():
     verified_keys.clear()
     yield
     verified_keys.clear()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    # The ledger tables refuse TRUNCATE (points.models.TRUNCATE_GUARD_FUNC); Django empties the
+    # tables with TRUNCATE after each transactional test, so the TEST database allows it.
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if connection.vendor != "postgresql":
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT format('ALTER DATABASE %I SET loyalty.allow_ledger_truncate = on',"
+                    " current_database())"
+                )
+                cursor.execute(cursor.fetchone()[0])
+                cursor.execute("SET loyalty.allow_ledger_truncate = on")

@@ -37,3 +37,14 @@ class PartnerFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("name",)
 
     name = factory.Sequence(lambda n: f"Partner {n}")
+
+
+class OperatorFactory(factory.django.DjangoModelFactory):
+    """A back-office user (operator) as recorded on adjustments."""
+
+    class Meta:
+        model = "auth.User"
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"operator-{n}")
+    is_staff = True

@@ -1,0 +1,65 @@
+"""Domain errors of the ledger; each carries an api.md error code (see LoyaltyError)."""
+
+from django.utils.translation import gettext_lazy as _
+
+from loyalty_site.exceptions import LoyaltyError
+
+
+class PointsError(LoyaltyError):
+    pass
+
+
+class InvalidPoints(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("Points must be a whole number greater than zero.")
+
+
+class InvalidLedgerRequest(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("The request is not valid for the ledger.")
+
+
+class InsufficientPoints(PointsError):
+    code = "insufficient_points"
+    status = 422
+    default_message = _("The member does not have enough available points.")
+
+
+class DuplicateReference(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This partner already recorded an order with this reference.")
+
+
+class ReferenceOfAnotherMember(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This reference belongs to another member's order.")
+
+
+class OrderNotFound(PointsError):
+    code = "not_found"
+    status = 404
+    default_message = _("No order with this reference for this partner.")
+
+
+class AlreadyRefunded(PointsError):
+    code = "already_refunded"
+    status = 422
+    default_message = _("The refund is more than what is left to refund on this order.")
+
+
+class AlreadyGivenBack(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("The points of this redemption were already given back.")
+
+
+class LedgerInconsistent(PointsError):
+    """The ledger's own bookkeeping disagrees with itself: the transaction is rolled back."""
+
+    code = "server_error"
+    status = 500
+    default_message = _("The points ledger is inconsistent; nothing was changed.")
