@@ -130,7 +130,8 @@ def _stop_stale_redis(folder: Path) -> None:
     try:
         pid = int((folder / "redis.pid").read_text())
         stale = psutil.Process(pid)
-        if "redis-server" not in stale.name() or str(folder) not in " ".join(stale.cmdline()):
+        # redis-server rewrites its command line, but it runs inside its --dir.
+        if "redis-server" not in stale.name() or Path(stale.cwd()) != folder.resolve():
             return
     except (OSError, ValueError, psutil.Error):
         return
@@ -224,6 +225,36 @@ def _stop_leftovers(keep: set[int], timeout: float = 10) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def _reap_orphans(timeout: float = 10) -> None:
+    """Wait for the orphans we adopted as subreaper (the postmaster among them) to be gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.05)
+
+
+def _stop_stale_command(record: Path) -> None:
+    """A command whose supervisor was killed outright (SIGKILL) still holds the port: stop it."""
+    import psutil
+
+    try:
+        supervisor, command = (int(pid) for pid in record.read_text().split())
+        stale = psutil.Process(command)
+        if psutil.pid_exists(supervisor) or stale.create_time() > record.stat().st_mtime + 5:
+            return
+    except (OSError, ValueError, psutil.Error):
+        return
+    # honcho, on SIGTERM, stops its web, worker and beat itself.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(command, signal.SIGTERM)
+    with contextlib.suppress(psutil.Error):
+        stale.wait(20)
+
+
 def run(command: list[str], throwaway: bool) -> int:
     env = dict(os.environ)
     folder = Path(tempfile.mkdtemp(prefix="loyalty-test-")) if throwaway else data_dir()
@@ -245,7 +276,11 @@ def run(command: list[str], throwaway: bool) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGHUP, hang_up)
     _become_subreaper()
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / "supervisor.pids"
     try:
+        if not throwaway:
+            _stop_stale_command(record)
         if not env.get("DATABASE_URL"):
             postgres = start_postgres(folder / "postgres")
             env["DATABASE_URL"] = socket_database_url(postgres_socket_dir(postgres))
@@ -258,6 +293,7 @@ def run(command: list[str], throwaway: bool) -> int:
         env["LOYALTY_EMBEDDED"] = "1"
         # The command gets its own process group so a signal reaches all of honcho's children.
         child = subprocess.Popen(command, env=env, start_new_session=True)
+        record.write_text(f"{os.getpid()} {child.pid}\n")
         while True:
             try:
                 return child.wait()
@@ -287,6 +323,8 @@ def run(command: list[str], throwaway: bool) -> int:
             stop_process(redis)
         if postgres is not None:
             stop_postgres(postgres)
+        _reap_orphans()
+        record.unlink(missing_ok=True)
         if throwaway:
             shutil.rmtree(folder, ignore_errors=True)
 
