@@ -14,13 +14,15 @@ Rules every service keeps (docs/adr/0001..0004):
   the credit limit) is a debt: the next points that become available pay it first, recorded as
   allocations of the entry that brought them.
 - Each service writes its outbox event (OutboxEvent) in the same transaction.
-- `transaction.atomic(savepoint=False)`: a service nested in a caller's transaction (the
-  idempotency wrapper, a redemption) adds no SAVEPOINT round trips; a domain error raised by a
-  service therefore dooms the caller's transaction as well (docs/adr/0002).
+- `@ledger_transaction`: nested in a caller's transaction (the idempotency wrapper, a
+  redemption) a service adds no SAVEPOINT round trips, like `atomic(savepoint=False)`; unlike
+  it, a domain error raised before the service wrote anything leaves the caller's transaction
+  usable, and one raised after a write marks it for rollback (docs/adr/0002).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty_site.exceptions import LoyaltyError
 from members.exceptions import MemberClosed, MemberFrozen, MemberNotFound
 from members.models import Member
 from points import expiry
@@ -108,6 +111,41 @@ class Mismatch:
         )
 
 
+def ledger_transaction(func):
+    """Run a service in ONE transaction without SAVEPOINTs (docs/adr/0002).
+
+    Outside any transaction: a transaction of its own. Inside the caller's: no savepoint; a
+    domain error (LoyaltyError) passes through untouched, because services raise them before
+    writing or call `_doom_transaction()` first; any other error marks the caller's
+    transaction for rollback, as `atomic(savepoint=False)` would.
+    """
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        if not connection.in_atomic_block:
+            with transaction.atomic():
+                return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except LoyaltyError:
+            raise
+        except Exception:
+            transaction.set_rollback(True)
+            raise
+
+    return run
+
+
+def _doom_transaction() -> None:
+    """A service failing after it wrote: whatever encloses it must roll back."""
+    transaction.set_rollback(True)
+
+
+def _inconsistent(**data) -> LedgerInconsistent:
+    _doom_transaction()
+    return LedgerInconsistent(**data)
+
+
 # --- Programme settings ----------------------------------------------------------------------
 # Earning needs the expiry policy in Python; the copy kept here is re-validated by the earn
 # statement itself (its guard compares the fields), so a stale copy never writes anything.
@@ -121,7 +159,7 @@ def _programme(*, fresh: bool = False) -> ProgrammeSettings:
     return _programme_cache
 
 
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def programme_settings_save(*, programme: ProgrammeSettings) -> ProgrammeSettings:
     """Save the settings and copy the negative balance limit onto every account.
 
@@ -469,15 +507,16 @@ def _credit(
         order = None
         if with_order:
             if values[0] is None:
-                # Another request recorded this reference between our check and our insert;
-                # raising rolls back what this statement wrote.
+                # Another request recorded this reference between our check and our insert:
+                # what this statement wrote must be rolled back.
+                _doom_transaction()
                 raise DuplicateReference(reference=reference)
             order = _from_row(Order, _ORDER_ATTNAMES, values)
         return earn, order
-    raise LedgerInconsistent(detail="programme settings keep changing")
+    raise _inconsistent(detail="programme settings keep changing")
 
 
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def earn(
     *,
     member: Member,
@@ -520,11 +559,12 @@ def earn(
             pk=order.pk, account_id=result.entry.account_id, earn_entry__isnull=True
         ).update(earn_entry=result.entry, points_earned=points, updated_at=timezone.now())
         if not linked:
+            _doom_transaction()
             raise DuplicateReference(reference=order.reference)
     return result
 
 
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def record_purchase(
     *,
     member: Member,
@@ -718,7 +758,7 @@ def _debit(*, account: Account, points: int, **entry_fields) -> Entry:
         cursor.execute(_DEBIT_SQL, params)
         row = cursor.fetchone()
     if row[-1] != from_lots:
-        raise LedgerInconsistent(account=account.pk, expected=from_lots, taken=int(row[-1]))
+        raise _inconsistent(account=account.pk, expected=from_lots, taken=int(row[-1]))
     account.available -= points
     return _from_row(Entry, _ENTRY_ATTNAMES, row[:-1])
 
@@ -735,7 +775,7 @@ def _settle_debt(*, account: Account, available_before: int, entry: Entry, point
         )
         taken = -sum(points for (points,) in cursor.fetchall())
     if taken != paid:
-        raise LedgerInconsistent(account=account.pk, expected=paid, taken=taken)
+        raise _inconsistent(account=account.pk, expected=paid, taken=taken)
 
 
 def _move_lots(
@@ -756,7 +796,7 @@ def _move_lots(
         cursor.execute(_MOVE_LOTS_SQL, params)
         row = cursor.fetchone()
     if row[-1] != len(plan):
-        raise LedgerInconsistent(account=account.pk, expected=len(plan), moved=int(row[-1]))
+        raise _inconsistent(account=account.pk, expected=len(plan), moved=int(row[-1]))
     entry = _from_row(Entry, _ENTRY_ATTNAMES, row[:-1])
     if pending:
         account.pending += total
@@ -820,7 +860,7 @@ def _take(*, member: Member, points: int, kind: str, **entry_fields) -> tuple[Ac
     return account, entry
 
 
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def spend(
     *,
     member: Member,
@@ -886,7 +926,7 @@ def spend(
     return SpendResult(entry=entry, cash_value=cash_value, currency=programme.currency)
 
 
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def take_for_redemption(
     *, member: Member, points: int, redemption_id, partner: Partner | None = None
 ) -> Entry:
@@ -940,7 +980,7 @@ def _allocations_to_give_back(*, taken_by: Entry) -> list[tuple[int, int]]:
         return [(lot_id, int(points)) for lot_id, points in cursor.fetchall()]
 
 
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def give_back_redemption(*, entry: Entry) -> Entry:
     """Give a cancelled redemption's points back to exactly the lots and amounts it took.
 
@@ -958,7 +998,7 @@ def give_back_redemption(*, entry: Entry) -> Entry:
     plan = _allocations_to_give_back(taken_by=entry)
     points = sum(delta for _lot, delta in plan)
     if points != -entry.amount:
-        raise LedgerInconsistent(entry=entry.pk, expected=-entry.amount, found=points)
+        raise _inconsistent(entry=entry.pk, expected=-entry.amount, found=points)
     try:
         back = _move_lots(
             account=account,
@@ -974,6 +1014,7 @@ def give_back_redemption(*, entry: Entry) -> Entry:
         )
     except IntegrityError as error:
         if "entry_redemption_given_back_once" in str(error):
+            _doom_transaction()
             raise AlreadyGivenBack(entry=entry.pk) from error
         raise
     _record_event(
@@ -991,7 +1032,7 @@ def give_back_redemption(*, entry: Entry) -> Entry:
 
 
 # --- Adjustments ----------------------------------------------------------------------------------
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def adjust(
     *,
     member: Member,
@@ -1088,7 +1129,7 @@ def _return_spent_points(*, account: Account, order: Order, points: int) -> Entr
         plan.append((lot_id, back))
         left -= back
     if left:
-        raise LedgerInconsistent(order=order.pk, expected=points, missing=left)
+        raise _inconsistent(order=order.pk, expected=points, missing=left)
     return _move_lots(
         account=account,
         plan=plan,
@@ -1190,7 +1231,7 @@ def _reverse_earned_points(
     return entries, taken
 
 
-@transaction.atomic(savepoint=False)
+@ledger_transaction
 def refund_order(
     *, partner: Partner, reference: str, amount: Decimal | None = None
 ) -> RefundResult:
