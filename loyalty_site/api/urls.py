@@ -3,6 +3,8 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from loyalty_site.api import schema  # noqa: F401  (registers the Api-Key security scheme)
+
 urlpatterns = [
     path(
         "schema/",
@@ -17,4 +19,6 @@ urlpatterns = [
         name="api-docs",
     ),
     path("", include("members.api")),
+    path("", include("points.api")),
+    path("", include("campaigns.api")),
 ]

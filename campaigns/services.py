@@ -1,0 +1,140 @@
+"""Events in, points out: the one path every event takes, real or dry run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from campaigns import rules
+from campaigns.exceptions import CurrencyMismatch, UnknownEventType
+from campaigns.models import Event
+from members.exceptions import MemberFrozen
+from members.selectors import member_by_external_id
+from points.models import Partner, ProgrammeSettings
+from points.services import EarnResult, record_purchase
+
+SUPPORTED_TYPES = frozenset({"purchase"})
+
+
+@dataclass
+class EventOutcome:
+    event: Event | None
+    points_awarded: int
+    points_pending: int
+    rules_applied: list[rules.RuleAward]
+    entries: list = field(default_factory=list)
+    held_for_review: bool = False
+
+
+@dataclass(frozen=True)
+class EventInput:
+    type: str
+    member: str
+    reference: str = ""
+    occurred_at: datetime | None = None
+    amount: Decimal | None = None
+    currency: str = ""
+    channel: str = ""
+    store: str = ""
+    items: tuple[dict, ...] = ()
+    paid_with_points: Decimal = Decimal("0")
+    attributes: dict = field(default_factory=dict)
+    payload: dict = field(default_factory=dict)
+
+
+def _facts(data: EventInput) -> rules.EventFacts:
+    return rules.EventFacts(
+        type=data.type,
+        amount=data.amount or Decimal("0"),
+        paid_with_points=data.paid_with_points or Decimal("0"),
+        items=data.items,
+        channel=data.channel,
+        store=data.store,
+    )
+
+
+def record_event(*, partner: Partner, data: EventInput, dry_run: bool = False) -> EventOutcome:
+    """Evaluate an event against the programme's rules and, unless `dry_run`, grant the points.
+
+    A dry run takes exactly the same path up to the first write and then stops, so its answer
+    is what the real event would get at this moment.
+    """
+    if data.type not in SUPPORTED_TYPES:
+        raise UnknownEventType(type=data.type)
+    programme = ProgrammeSettings.get()
+    if data.currency and data.currency != programme.currency:
+        raise CurrencyMismatch(
+            _("This programme accounts in %(currency)s.") % {"currency": programme.currency}
+        )
+    member = member_by_external_id(external_id=data.member)
+    if member.is_frozen:
+        raise MemberFrozen(member=member.external_id)
+    awards = [
+        a
+        for a in rules.evaluate(_facts(data), points_per_unit=programme.purchase_points_per_unit)
+        if a.points > 0
+    ]
+    points = sum(award.points for award in awards)
+    # The return window runs from the purchase; a purchase older than the window is available.
+    now = timezone.now()
+    available_at = None
+    if programme.pending_days:
+        available_at = (data.occurred_at or now) + timedelta(days=programme.pending_days)
+        if available_at <= now:
+            available_at = None
+    pending = points if available_at is not None else 0
+    if dry_run:
+        return EventOutcome(
+            event=None, points_awarded=points, points_pending=pending, rules_applied=awards
+        )
+    return _grant(
+        partner=partner,
+        member=member,
+        data=data,
+        awards=awards,
+        points=points,
+        pending=pending,
+        available_at=available_at,
+        programme=programme,
+    )
+
+
+@transaction.atomic(savepoint=False)
+def _grant(*, partner, member, data, awards, points, pending, available_at, programme):
+    result = record_purchase(
+        member=member,
+        partner=partner,
+        reference=data.reference,
+        amount=data.amount,
+        currency=data.currency or programme.currency,
+        paid_with_points=data.paid_with_points or Decimal("0"),
+        points=points,
+        occurred_at=data.occurred_at,
+        available_at=available_at,
+        source_type="rule",
+    )
+    earn: EarnResult | None = result.earn
+    event = Event.objects.create(
+        partner=partner,
+        type=data.type,
+        member=member,
+        reference=data.reference,
+        occurred_at=data.occurred_at or timezone.now(),
+        payload=data.payload,
+        points_awarded=points,
+        points_pending=pending,
+        outcome=Event.Outcome.AWARDED if points else Event.Outcome.NO_POINTS,
+        rules_applied=[{"rule": a.rule, "points": a.points} for a in awards],
+    )
+    return EventOutcome(
+        event=event,
+        points_awarded=points,
+        points_pending=pending,
+        rules_applied=awards,
+        entries=[earn.entry] if earn else [],
+    )
