@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -130,6 +131,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "loyalty_site.purge_idempotency_records",
         "schedule": 3600.0,
     },
+    # The ledger's jobs (points/tasks.py), in CELERY_TIMEZONE: expiry just after midnight.
+    "expire-points": {"task": "points.expire_points", "schedule": crontab(hour=0, minute=5)},
+    "release-pending-points": {
+        "task": "points.release_pending_points",
+        "schedule": crontab(minute=15),
+    },
+    "check-ledger": {"task": "points.check_ledger", "schedule": crontab(hour=3, minute=30)},
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 

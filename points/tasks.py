@@ -1,0 +1,40 @@
+"""Celery tasks of the ledger: thin wrappers around the services (beat entries in settings)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from celery import shared_task
+from django.utils import timezone
+
+from points import services
+
+logger = logging.getLogger(__name__)
+
+
+def _moment(as_of: str | None) -> datetime:
+    return datetime.fromisoformat(as_of) if as_of else timezone.now()
+
+
+@shared_task(name="points.expire_points")
+def expire_points(as_of: str | None = None, batch_size: int = 5000) -> dict:
+    """Expire every lot due as of `as_of` (ISO 8601, default now)."""
+    run = services.run_expiry(as_of=_moment(as_of), batch_size=batch_size)
+    return {"lots": run.lots, "points": run.points, "chunks": run.chunks}
+
+
+@shared_task(name="points.release_pending_points")
+def release_pending_points(as_of: str | None = None, batch_size: int = 5000) -> dict:
+    """Make pending points available whose return window ended by `as_of` (default now)."""
+    run = services.run_release(as_of=_moment(as_of), batch_size=batch_size)
+    return {"lots": run.lots, "points": run.points, "chunks": run.chunks}
+
+
+@shared_task(name="points.check_ledger")
+def check_ledger() -> int:
+    """Check the ledger invariant; logs every mismatch as an error and returns how many."""
+    mismatches = services.check_ledger_invariants()
+    for mismatch in mismatches:
+        logger.error("ledger mismatch: %s", mismatch)
+    return len(mismatches)
