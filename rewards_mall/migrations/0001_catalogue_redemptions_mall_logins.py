@@ -12,8 +12,8 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('members', '0004_member_status_change'),
-        ('points', '0004_points_refuse_function'),
+        ('members', '0002_default_tier'),
+        ('points', '0003_default_programme'),
     ]
 
     operations = [
