@@ -5,24 +5,41 @@ scopes) is printed once, and a few dozen members with Chinese and English names,
 history of purchases, point payments, refunds and expired points written through the ledger's
 own services. Names, amounts and dates come from a seeded random generator (dates relative to
 today); passwords and keys never do.
+
+The history is replayed in time order through the services, with the nightly jobs
+(`expire_lots`, `release_pending_points`) run for every night that passed. Ledger rows are
+written once, by the services, and never updated (the ledger is append-only); `LedgerClock`
+makes them carry the moment they stand for, within the seed's one transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from loyalty_site.api.keys import create_partner_key
 from members.models import Member
 from members.services import member_upsert
-from points.models import ApiScope, Partner
+from points.models import Account, ApiScope, Lot, Partner, ProgrammeSettings
+from points.services import (
+    expire_lots,
+    purchase_points,
+    record_purchase,
+    refund_order,
+    release_pending_points,
+    spend,
+)
 
 ADMIN_USERNAME = "admin"
 DEMO_PARTNER = "Demo POS"
@@ -59,6 +76,7 @@ MOBILE_PREFIXES = ["134", "135", "136", "137", "138", "139", "150", "151", "152"
                    "159", "182", "186", "187", "188", "189", "176", "177", "199"]  # fmt: skip
 # Reserved for documentation (RFC 2606): no real mailbox gets demo mail.
 EMAIL_DOMAINS = ["example.com", "example.net", "example.org"]
+STORES = [f"store-{number:02d}" for number in range(1, 13)]
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,233 @@ def demo_people(*, count: int, seed: int, today: date) -> list[DemoPerson]:
     return people
 
 
+@dataclass(order=True)
+class DemoEvent:
+    """One thing that happens to a demo member, replayed in time order."""
+
+    at: datetime
+    sequence: int
+    kind: str = field(compare=False)  # "purchase", "refund"
+    external_id: str = field(compare=False)
+    reference: str = field(compare=False)
+    amount: Decimal = field(compare=False)
+    pay_with_points: bool = field(compare=False, default=False)
+
+
+def _price(rng: random.Random) -> Decimal:
+    """A till amount: mostly tens to a few hundred yuan, now and then a big basket."""
+    yuan = rng.lognormvariate(4.8, 0.8)  # median ~120
+    cents = rng.choice(["00", "00", "50", "90", "80"])
+    return Decimal(f"{min(max(int(yuan), 8), 3800)}.{cents}")
+
+
+def demo_history(*, people: list[DemoPerson], seed: int, now: datetime) -> list[DemoEvent]:
+    """Purchases from joining until now (each member shops at a rhythm of their own), a few
+    paid partly with points, and some refunded in full or in part days later."""
+    rng = random.Random(seed * 7919 + 1)
+    events: list[DemoEvent] = []
+    sequence = 0
+    for person in people:
+        mean_gap_days = rng.choice([9, 14, 21, 30, 45, 75])
+        moment = person.joined_at + timedelta(hours=rng.uniform(0.2, 72))
+        number = 0
+        while moment < now:
+            number += 1
+            store = rng.choice(STORES)
+            reference = f"POS-{store}-{moment:%Y%m%d}-{person.external_id[-4:]}{number:03d}"
+            amount = _price(rng)
+            sequence += 1
+            events.append(
+                DemoEvent(
+                    at=moment,
+                    sequence=sequence,
+                    kind="purchase",
+                    external_id=person.external_id,
+                    reference=reference,
+                    amount=amount,
+                    pay_with_points=rng.random() < 0.15,
+                )
+            )
+            if rng.random() < 0.08:
+                refund_day = moment + timedelta(days=rng.randrange(1, 15))
+                refund_at = refund_day.replace(hour=rng.randrange(10, 21), minute=rng.randrange(60))
+                if refund_at < now:
+                    part = Decimal(1) if rng.random() < 0.6 else Decimal(rng.randrange(2, 8)) / 10
+                    sequence += 1
+                    events.append(
+                        DemoEvent(
+                            at=refund_at,
+                            sequence=sequence,
+                            kind="refund",
+                            external_id=person.external_id,
+                            reference=reference,
+                            amount=(amount * part).quantize(Decimal("0.01")),
+                        )
+                    )
+            gap = rng.expovariate(1 / mean_gap_days)
+            moment += timedelta(days=max(gap, 0.3))
+            moment = moment.replace(hour=rng.randrange(9, 22), minute=rng.randrange(60))
+    return sorted(events)
+
+
+def _ledger_tables_stamped_with_now() -> list[str]:
+    """Every points_* table whose created_at defaults to the time of the insert."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.relname
+              FROM pg_attrdef d
+              JOIN pg_class c ON c.oid = d.adrelid
+              JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+             WHERE left(c.relname, 7) = 'points_' AND a.attname = 'created_at'
+               AND c.relnamespace = 'public'::regnamespace
+               AND pg_get_expr(d.adbin, d.adrelid) IN (
+                     'statement_timestamp()', 'transaction_timestamp()', 'clock_timestamp()',
+                     'now()', 'CURRENT_TIMESTAMP'
+                   )
+             ORDER BY c.relname
+            """
+        )
+        return [table for (table,) in cursor.fetchall()]
+
+
+CLOCK_SETTING = "loyalty.demo_clock"
+CLOCK_FUNCTION = f"""
+CREATE FUNCTION loyalty_demo_clock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('{CLOCK_SETTING}', true), '') <> '' THEN
+        NEW.created_at := current_setting('{CLOCK_SETTING}')::timestamptz;
+    END IF;
+    RETURN NEW;
+END $$
+"""
+
+
+class LedgerClock:
+    """Makes the rows the ledger services insert carry `created_at` = a moment of the past.
+
+    A BEFORE INSERT trigger reads the moment from a transaction-local setting. Trigger and
+    function exist only inside the seed's transaction (created and dropped in it), so no other
+    session ever sees them; the ledger's rows are inserted once and never updated.
+    """
+
+    def __init__(self) -> None:
+        self.tables = _ledger_tables_stamped_with_now()
+        if not self.tables:
+            raise RuntimeError("no points_* table has a created_at defaulting to the time")
+
+    def set(self, moment: datetime) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config(%s, %s, true)", [CLOCK_SETTING, moment.isoformat()])
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LedgerClock]:
+        assert connection.in_atomic_block, "the ledger clock needs a transaction"
+        with connection.cursor() as cursor:
+            cursor.execute(CLOCK_FUNCTION)
+            for table in self.tables:
+                cursor.execute(
+                    f'CREATE TRIGGER loyalty_demo_clock BEFORE INSERT ON "{table}" '
+                    "FOR EACH ROW EXECUTE FUNCTION loyalty_demo_clock()"
+                )
+        yield self
+        # On an error the transaction's rollback removes them instead.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config(%s, '', true)", [CLOCK_SETTING])
+            # A table with deferred checks still to run cannot lose a trigger: run them now.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for table in self.tables:
+                cursor.execute(f'DROP TRIGGER loyalty_demo_clock ON "{table}"')
+            cursor.execute("DROP FUNCTION loyalty_demo_clock()")
+
+
+@dataclass
+class HistoryTotals:
+    purchases: int = 0
+    paid_with_points: int = 0
+    refunds: int = 0
+    nights: int = 0
+    lots_expired: int = 0
+
+
+def replay_history(*, events: list[DemoEvent], partner: Partner, now: datetime) -> HistoryTotals:
+    """Write `events` through the ledger services in time order, running the nightly jobs for
+    every night between them. Call inside a transaction."""
+    zone = timezone.get_current_timezone()
+    currency = ProgrammeSettings.get().currency
+    members = {m.external_id: m for m in Member.objects.filter(external_id__startswith="demo-")}
+    totals = HistoryTotals()
+    clock = LedgerClock()
+    nightly_run = time(0, 30)
+
+    def night_of(moment: datetime) -> date:
+        # The first nightly run (00:30 local) after `moment`.
+        local = moment.astimezone(zone)
+        return local.date() + timedelta(days=0 if local.time() < nightly_run else 1)
+
+    def next_night_with_work() -> date | None:
+        due = Lot.objects.aggregate(
+            # What expire_lots and release_pending_points will take, as they select it.
+            expiry=Min("expires_at", filter=Q(state=Lot.State.ACTIVE, remaining__gt=0)),
+            release=Min("available_at", filter=Q(state=Lot.State.PENDING)),
+        )
+        moments = [moment for moment in due.values() if moment is not None]
+        return night_of(min(moments)) if moments else None
+
+    def run_nightly_jobs(until: date) -> None:
+        """The nightly jobs of every night up to `until` on which they had something to do."""
+        night = next_night_with_work()
+        while night is not None and night <= until:
+            moment = datetime.combine(night, nightly_run, zone)
+            clock.set(moment)
+            totals.lots_expired += expire_lots(as_of=moment)
+            release_pending_points(as_of=moment)
+            totals.nights += 1
+            previous, night = night, next_night_with_work()
+            if night is not None and night <= previous:
+                raise RuntimeError(f"the nightly jobs of {previous} left work behind")
+
+    with clock.running():
+        for event in events:
+            run_nightly_jobs(event.at.astimezone(zone).date())
+            clock.set(event.at)
+            member = members[event.external_id]
+            if event.kind == "refund":
+                refund_order(partner=partner, reference=event.reference, amount=event.amount)
+                totals.refunds += 1
+                continue
+            paid_with_points = Decimal("0.00")
+            if event.pay_with_points:
+                available = Account.objects.filter(member=member).values_list(
+                    "available", flat=True
+                )
+                usable = min(int(available.first() or 0), int(event.amount) * 50)
+                points = usable // 100 * 100  # members redeem round hundreds at the till
+                if points >= 100:
+                    paid = spend(
+                        member=member,
+                        points=points,
+                        partner=partner,
+                        reference=event.reference,
+                        memo="积分抵扣 / paid with points",
+                    )
+                    paid_with_points = paid.cash_value
+                    totals.paid_with_points += 1
+            record_purchase(
+                member=member,
+                partner=partner,
+                reference=event.reference,
+                amount=event.amount,
+                currency=currency,
+                paid_with_points=paid_with_points,
+                points=purchase_points(amount=event.amount, paid_with_points=paid_with_points),
+                occurred_at=event.at,
+            )
+            totals.purchases += 1
+        run_nightly_jobs(now.astimezone(zone).date())
+    return totals
+
+
 class Command(BaseCommand):
     help = (
         "Create the demo data once: an admin user and a partner key (each printed once) and "
@@ -165,7 +410,9 @@ class Command(BaseCommand):
         if Member.objects.filter(external_id__startswith=DEMO_ID_PREFIX).exists():
             self.stdout.write("Demo members exist; left as they are.")
             return
-        people = demo_people(count=count, seed=seed, today=timezone.localdate())
+        now = timezone.now()
+        people = demo_people(count=count, seed=seed, today=timezone.localdate(now))
+        partner = Partner.objects.get(name=DEMO_PARTNER)
         with transaction.atomic():
             for person in people:
                 member = member_upsert(
@@ -179,4 +426,12 @@ class Command(BaseCommand):
                 ).member
                 # Demo members joined in the past; the service stamps "now".
                 Member.objects.filter(pk=member.pk).update(joined_at=person.joined_at)
-        self.stdout.write(self.style.SUCCESS(f"{len(people)} demo members created."))
+            events = demo_history(people=people, seed=seed, now=now)
+            totals = replay_history(events=events, partner=partner, now=now)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{len(people)} demo members created, with {totals.purchases} purchases "
+                f"({totals.paid_with_points} partly paid with points), {totals.refunds} refunds "
+                f"and {totals.lots_expired} expired lots ({totals.nights} nightly runs)."
+            )
+        )
