@@ -48,3 +48,28 @@ class OperatorFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"operator-{n}")
     is_staff = True
+
+
+class RewardCategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "rewards_mall.Category"
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"category-{n}")
+    name_zh = factory.Sequence(lambda n: f"分类 {n}")
+    name_en = factory.Sequence(lambda n: f"Category {n}")
+
+
+class RewardFactory(factory.django.DjangoModelFactory):
+    """A physical reward in stock, 100 points, no limit, always available, for every tier."""
+
+    class Meta:
+        model = "rewards_mall.Reward"
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"reward-{n}")
+    name_zh = factory.Sequence(lambda n: f"奖品 {n}")
+    name_en = factory.Sequence(lambda n: f"Reward {n}")
+    kind = "physical"
+    points_price = 100
+    stock = 10
