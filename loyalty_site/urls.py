@@ -11,6 +11,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("loyalty_site.api.urls")),
+    path("mall/", include("rewards_mall.urls")),
 ]
 
 if settings.DEBUG:

@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("members.api")),
     path("", include("points.api")),
     path("", include("campaigns.api")),
+    path("", include("rewards_mall.api")),
 ]
