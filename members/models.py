@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -102,6 +105,11 @@ class Member(models.Model):
             models.Index(fields=["status", "-joined_at"], name="member_status_joined_idx"),
             models.Index(fields=["tier", "-joined_at"], name="member_tier_joined_idx"),
             models.Index(fields=["name"], name="member_name_idx"),
+            # The admin's case-insensitive name search (istartswith) on a million members.
+            models.Index(
+                OpClass(Upper("name"), name="text_pattern_ops"),
+                name="member_name_upper_prefix_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -110,3 +118,37 @@ class Member(models.Model):
     @property
     def is_frozen(self) -> bool:
         return self.status == self.Status.FROZEN
+
+
+class MemberStatusChange(models.Model):
+    """One freeze, unfreeze or close of a member: who did it and why (append-only audit)."""
+
+    member = models.ForeignKey(
+        Member,
+        on_delete=models.CASCADE,
+        related_name="status_changes",
+        verbose_name=_("member"),
+    )
+    from_status = models.CharField(_("from status"), max_length=16, choices=Member.Status.choices)
+    to_status = models.CharField(_("to status"), max_length=16, choices=Member.Status.choices)
+    reason = models.TextField(_("reason"))
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("operator"),
+    )
+    created_at = models.DateTimeField(_("changed at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("member status change")
+        verbose_name_plural = _("member status changes")
+        indexes = [
+            models.Index(fields=["member", "-created_at"], name="member_status_change_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.from_status} -> {self.to_status}"
