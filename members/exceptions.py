@@ -29,3 +29,9 @@ class UnknownReferralCode(MemberError):
     code = "validation_error"
     status = 422
     default_message = _("No member has this referral code.")
+
+
+class InvalidStatusChange(MemberError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This status change is not allowed.")
