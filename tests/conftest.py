@@ -38,3 +38,33 @@ def django_db_setup(django_db_setup, django_db_blocker):
                 )
                 cursor.execute(cursor.fetchone()[0])
                 cursor.execute("SET loyalty.allow_ledger_truncate = on")
+
+
+@pytest.fixture
+def partner_key():
+    """partner_key(*scopes, partner_name=...) -> (PartnerAPIKey, plain key), made through the
+    real `create_partner_key` service; no scopes means every scope."""
+    from loyalty_site.api.keys import create_partner_key
+    from points.models import ApiScope
+
+    def make(*scopes: str, partner_name: str = "Test partner"):
+        return create_partner_key(partner_name=partner_name, scopes=scopes or ApiScope.values)
+
+    return make
+
+
+@pytest.fixture
+def partner_api(partner_key):
+    """partner_api(*scopes, partner_name=...) -> an APIClient sending `Authorization: Api-Key`
+    with a new key of these scopes (no scopes: every scope); `.api_key` is the key row."""
+    from rest_framework.test import APIClient
+
+    def make(*scopes: str, partner_name: str = "Test partner"):
+        api_key, plain_key = partner_key(*scopes, partner_name=partner_name)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain_key}")
+        client.api_key = api_key
+        client.plain_key = plain_key
+        return client
+
+    return make

@@ -27,6 +27,7 @@ class PartnerPrincipal:
 
     partner: Partner
     key_id: str
+    key_prefix: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     is_authenticated: bool = True
     is_anonymous: bool = False
@@ -52,6 +53,8 @@ class _VerifiedKeyCache:
 
     def put(self, digest: str, principal: PartnerPrincipal) -> None:
         ttl = getattr(settings, "API_KEY_CACHE_SECONDS", 10)
+        if ttl <= 0:
+            return
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
@@ -66,18 +69,29 @@ verified_keys = _VerifiedKeyCache()
 
 
 def principal_for_key(key: str) -> PartnerPrincipal | None:
+    """The partner behind a plain key, or None when the key is unknown, revoked or expired."""
     digest = hashlib.sha256(key.encode()).hexdigest()
     principal = verified_keys.get(digest)
     if principal is not None:
         return principal
-    try:
-        api_key = PartnerAPIKey.objects.select_related("partner").get_from_key(key)
-    except PartnerAPIKey.DoesNotExist:
+    prefix, dot, _secret = key.partition(".")
+    if not dot:
+        return None
+    api_key = (
+        PartnerAPIKey.objects.get_usable_keys()
+        .select_related("partner")
+        .filter(prefix=prefix)
+        .first()
+    )
+    if api_key is None or not api_key.is_valid(key):
         return None
     if api_key.has_expired or not api_key.partner.is_active:
         return None
     principal = PartnerPrincipal(
-        partner=api_key.partner, key_id=api_key.pk, scopes=frozenset(api_key.scopes)
+        partner=api_key.partner,
+        key_id=api_key.pk,
+        key_prefix=api_key.prefix,
+        scopes=frozenset(api_key.scopes),
     )
     verified_keys.put(digest, principal)
     return principal
@@ -91,11 +105,12 @@ class PartnerKeyAuthentication:
         if not header:
             return None
         keyword, _sep, key = header.partition(" ")
-        if keyword.lower() != KEYWORD.lower() or not key.strip():
+        key = key.strip()
+        if keyword.lower() != KEYWORD.lower() or not key or " " in key:
             raise exceptions.AuthenticationFailed(
                 _("Use the header 'Authorization: Api-Key <key>'.")
             )
-        principal = principal_for_key(key.strip())
+        principal = principal_for_key(key)
         if principal is None:
             raise exceptions.AuthenticationFailed(_("The API key is not valid or was revoked."))
         return principal, principal
@@ -106,12 +121,7 @@ class PartnerKeyAuthentication:
 
 
 class HasPartnerKey(permissions.BasePermission):
-    """A valid partner key, and the scope the view declares in `required_scopes`.
-
-    `required_scopes` is either a list (every method) or a dict from HTTP method to a list.
-    """
-
-    message = _("This API key does not have the scope this operation needs.")
+    """A valid partner key, and the scope the view declares in `required_scopes`."""
 
     def has_permission(self, request, view) -> bool:
         principal = request.user
@@ -129,9 +139,20 @@ class HasPartnerKey(permissions.BasePermission):
 
 
 def required_scopes(view, method: str) -> list[str]:
+    """The scopes `method` needs on `view`, from its `required_scopes` attribute.
+
+    `required_scopes` is a list (every method) or a dict from HTTP method to a list. A method the
+    view implements but the dict does not list is refused, so a new handler is never open to
+    every key by omission; HEAD needs what GET needs; OPTIONS only describes the endpoint.
+    """
     scopes = getattr(view, "required_scopes", None)
     if scopes is None:
         raise exceptions.PermissionDenied(_("This operation is not open to partner keys."))
-    if isinstance(scopes, dict):
-        return list(scopes.get(method, scopes.get("*", [])))
-    return list(scopes)
+    if not isinstance(scopes, dict):
+        return list(scopes)
+    method = "GET" if method == "HEAD" else method
+    if method in scopes:
+        return list(scopes[method])
+    if method == "OPTIONS" or not hasattr(view, method.lower()):
+        return []  # nothing to protect: OPTIONS describes, an unknown method gets 405
+    raise exceptions.PermissionDenied(_("This operation is not open to partner keys."))

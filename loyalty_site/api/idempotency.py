@@ -1,25 +1,34 @@
 """Idempotency-Key handling for writes that change points or stock (api.md, "Conventions").
 
-One transaction holds both the write's effects and the stored response, so either both exist or
-neither does. Inside it, a transaction-scoped advisory lock on (partner, key) tells a duplicate
-that arrives while the first is still running apart from one that arrives after: the former gets
-409 `idempotency_key_in_flight` at once instead of waiting; the latter finds the stored response
-and replays it with `Idempotent-Replayed: true`. The unique (partner, key) constraint is the
-backstop: if two requests ever both ran the write, the second cannot commit.
+A request with a new key claims it, in the same transaction as its effects, with one statement
+that takes a transaction-scoped advisory lock on (partner, key) and inserts a placeholder
+record. The placeholder is filled with the response before commit, so a record is visible
+exactly when the effects are. A duplicate that cannot take the lock while the first runs gets
+409 `idempotency_key_in_flight` at once instead of waiting; one that comes after finds the
+record and gets the stored response again with `Idempotent-Replayed: true` (or 422 when its
+body differs). The claim uses INSERT ... ON CONFLICT, which sees rows committed after the
+statement's snapshot was taken, so a duplicate that arrives just as the first commits can never
+run the write a second time; the unique (partner, key) constraint is the last line of defence.
 
-Domain errors (4xx) are stored too, in a transaction of their own after the failed one rolled
-back, so a retry gets the same answer; 5xx answers are not stored, so a retry runs again.
+Domain errors (4xx from a LoyaltyError) are stored too, in a transaction of their own after the
+failed one rolled back, so a retry gets the same answer; validation errors of the request
+itself and 5xx answers are not stored, so a corrected retry runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,6 +38,32 @@ from loyalty_site.models import IdempotencyRecord
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+CONSTRAINT = "idempotency_partner_key_uniq"
+MIN_TTL_HOURS = 24  # api.md: keys are kept at least 24 hours
+ATTEMPTS = 3
+
+# Placeholder status of a claimed key; never visible outside its transaction.
+CLAIMED = 0
+
+_TABLE = IdempotencyRecord._meta.db_table
+_CLAIM_SQL = f"""
+WITH lock AS (SELECT pg_try_advisory_xact_lock(%(lock_id)s) AS got),
+claim AS (
+    INSERT INTO {_TABLE}
+           (partner_id, key, fingerprint, method, path, response_status, response_body,
+            created_at)
+    SELECT %(partner_id)s, %(key)s, %(fingerprint)s, %(method)s, %(path)s, {CLAIMED}, NULL,
+           now()
+      FROM lock
+     WHERE lock.got
+    ON CONFLICT (partner_id, key) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT got FROM lock), (SELECT id FROM claim), r.fingerprint, r.response_status,
+       r.response_body::text
+  FROM (SELECT 1) AS one
+  LEFT JOIN {_TABLE} AS r ON r.partner_id = %(partner_id)s AND r.key = %(key)s
+"""
 
 
 class IdempotencyKeyReused(LoyaltyError):
@@ -45,70 +80,86 @@ class IdempotencyKeyInFlight(LoyaltyError):
     )
 
 
-def request_fingerprint(request) -> str:
-    """Method, path, query and the JSON body in canonical form (key order does not matter)."""
-    try:
-        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
-    except exceptions.ParseError:
-        body = request.body.decode("utf-8", "replace")
+class _Retry(Exception):
+    """The claim met a record committed after its snapshot: read again."""
+
+
+def request_fingerprint(request: Request) -> str:
+    """Method, path, query and the JSON body in canonical form (key order does not matter).
+
+    A body that is not valid JSON raises ParseError (400) before any key is claimed.
+    """
+    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
     raw = f"{request.method}\n{request.get_full_path()}\n{body}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def _lock_id(partner_id: int, key: str) -> int:
-    digest = hashlib.blake2b(f"{partner_id}:{key}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"idempotency:{partner_id}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _replay(record_status: int, body) -> Response:
-    response = Response(body, status=record_status)
-    if record_status >= 400:
+def _rendered(response: Response):
+    """The body exactly as the client received it (Decimals, dates, lazy strings rendered)."""
+    if response.data is None:
+        return None
+    return json.loads(JSONRenderer().render(response.data))
+
+
+def _replay(status_code: int, body) -> Response:
+    response = Response(body, status=status_code)
+    if status_code >= 400:
         response.content_type = "application/problem+json"
     response[REPLAYED_HEADER] = "true"
     return response
 
 
-def _lock_and_find(partner_id: int, key: str):
-    """Take the advisory lock and read any stored record, in one round trip."""
+def _claim(request: Request, partner_id: int, key: str, fingerprint: str) -> int | Response:
+    """The id of our placeholder record, or the response for a key already used."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            SELECT pg_try_advisory_xact_lock(%s), r.fingerprint, r.response_status,
-                   r.response_body::text
-              FROM (SELECT 1) AS one
-              LEFT JOIN loyalty_site_idempotencyrecord r
-                ON r.partner_id = %s AND r.key = %s
-            """,
-            [_lock_id(partner_id, key), partner_id, key],
+            _CLAIM_SQL,
+            {
+                "lock_id": _lock_id(partner_id, key),
+                "partner_id": partner_id,
+                "key": key,
+                "fingerprint": fingerprint,
+                "method": request.method,
+                "path": request.path[:512],
+            },
         )
-        return cursor.fetchone()
-
-
-def _store(request, partner_id: int, key: str, fingerprint: str, response: Response) -> None:
-    IdempotencyRecord.objects.create(
-        partner_id=partner_id,
-        key=key,
-        fingerprint=fingerprint,
-        method=request.method,
-        path=request.path[:512],
-        response_status=response.status_code,
-        response_body=response.data,
-    )
-
-
-def _check_existing(found, fingerprint: str) -> Response | None:
-    locked, stored_fingerprint, stored_status, stored_body = found
+        locked, claimed_id, stored_fingerprint, stored_status, stored_body = cursor.fetchone()
+    if claimed_id is not None:
+        return claimed_id
     if stored_fingerprint is not None:
         if stored_fingerprint != fingerprint:
             raise IdempotencyKeyReused()
         return _replay(stored_status, json.loads(stored_body) if stored_body else None)
     if not locked:
         raise IdempotencyKeyInFlight()
-    return None
+    raise _Retry()  # committed after this statement's snapshot: the next read sees it
 
 
-def run_idempotent(request, handler) -> Response:
-    """Run `handler(request)` at most once per (partner, Idempotency-Key)."""
+def _is_key_conflict(error: IntegrityError) -> bool:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == CONSTRAINT
+
+
+def _store_failure(request, partner_id: int, key: str, fingerprint: str, response) -> None:
+    with transaction.atomic():
+        IdempotencyRecord.objects.create(
+            partner_id=partner_id,
+            key=key,
+            fingerprint=fingerprint,
+            method=request.method,
+            path=request.path[:512],
+            response_status=response.status_code,
+            response_body=_rendered(response),
+        )
+
+
+def run_idempotent(request: Request, handler: Callable[[Request], Response]) -> Response:
+    """Run `handler(request)` at most once per (partner, Idempotency-Key); see the module doc."""
     key = request.META.get(HEADER, "")
     if not key or len(key) > MAX_KEY_LENGTH:
         raise exceptions.ValidationError(
@@ -116,37 +167,44 @@ def run_idempotent(request, handler) -> Response:
         )
     partner_id = request.user.partner.pk
     fingerprint = request_fingerprint(request)
-    for _attempt in range(3):
+    for _attempt in range(ATTEMPTS):
+        failure = None
         try:
             with transaction.atomic():
-                existing = _check_existing(_lock_and_find(partner_id, key), fingerprint)
-                if existing is not None:
-                    return existing
+                claimed = _claim(request, partner_id, key, fingerprint)
+                if isinstance(claimed, Response):
+                    return claimed
                 try:
                     response = handler(request)
                 except LoyaltyError as error:
                     failure = error
                 else:
                     if response.status_code < 400:
-                        _store(request, partner_id, key, fingerprint, response)
+                        IdempotencyRecord.objects.filter(pk=claimed).update(
+                            response_status=response.status_code,
+                            response_body=_rendered(response),
+                        )
                         return response
-                    failure = None
-                # The write failed: undo whatever it did, then record the answer below.
+                # The write failed: undo whatever it did (and the claim) before answering.
                 transaction.set_rollback(True)
+        except _Retry:
+            continue
         except IntegrityError as error:
-            if "idempotency_partner_key_uniq" in str(error):
+            if _is_key_conflict(error):
                 continue  # a duplicate committed first: read and replay its response
             raise
         if failure is None:
-            return response
+            return response  # a 4xx the handler answered itself: not stored, a retry runs
+
         from loyalty_site.api.errors import problem_exception_handler
 
         response = problem_exception_handler(failure, {"request": request})
         try:
-            with transaction.atomic():
-                _store(request, partner_id, key, fingerprint, response)
-        except IntegrityError:
-            continue
+            _store_failure(request, partner_id, key, fingerprint, response)
+        except IntegrityError as error:
+            if _is_key_conflict(error):
+                continue  # a duplicate ran meanwhile and its outcome stands: replay it
+            raise
         return response
     raise IdempotencyKeyInFlight()
 
@@ -161,12 +219,18 @@ class IdempotentAPIView(APIView):
         return run_idempotent(request, lambda req: self.perform_post(req, *args, **kwargs))
 
 
-def purge_expired_records(*, now=None) -> int:
-    """Delete records older than IDEMPOTENCY_KEY_TTL_HOURS; returns how many."""
-    from datetime import timedelta
+def purge_expired_records(*, now=None, batch_size: int = 10_000) -> int:
+    """Delete records older than IDEMPOTENCY_KEY_TTL_HOURS (never under 24 h); returns how many.
 
-    from django.utils import timezone
-
-    cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
-    deleted, _rows = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    Deletes in batches so that a large backlog never holds one long transaction.
+    """
+    hours = max(MIN_TTL_HOURS, settings.IDEMPOTENCY_KEY_TTL_HOURS)
+    cutoff = (now or timezone.now()) - timedelta(hours=hours)
+    expired = IdempotencyRecord.objects.filter(created_at__lt=cutoff)
+    deleted = 0
+    while True:
+        batch = list(expired.order_by("created_at").values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        count, _rows = IdempotencyRecord.objects.filter(pk__in=batch).delete()
+        deleted += count
