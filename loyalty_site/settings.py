@@ -208,6 +208,16 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Named after their owner: a bare "StatusEnum" would collide between apps.
+    "ENUM_NAME_OVERRIDES": {
+        "MemberStatusEnum": "members.models.Member.Status",
+        "MemberLanguageEnum": "members.models.Member.Language",
+    },
+    # The problem+json answers every partner endpoint can give (loyalty_site/api/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "loyalty_site.api.schema.add_problem_responses",
+    ],
     # Served from our own static files: the machines it runs on may be offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
