@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -132,6 +134,21 @@ def ledger_transaction(func):
         except Exception:
             transaction.set_rollback(True)
             raise
+
+    return run
+
+
+def ledger_statement(func):
+    """Like `ledger_transaction`, for a service that writes with ONE statement which either
+    writes everything or fails: outside a transaction it runs in autocommit (the statement is
+    its own transaction, one round trip, no BEGIN/COMMIT)."""
+    nested = ledger_transaction(func)
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        if connection.in_atomic_block:
+            return nested(*args, **kwargs)
+        return func(*args, **kwargs)
 
     return run
 
@@ -276,16 +293,26 @@ def _lock_account_for(member: Member) -> Account:
 
 
 # --- Credit: one statement that creates an entry and its lot (the hot path) ---------------------
-def _credit_sql(*, with_entry: bool, with_order: bool) -> str:
-    order_guard = (
-        """
+# Modes of the credit statement: which optional parts it has.
+EARN, EARN_FOR_ORDER, PURCHASE, PURCHASE_WITHOUT_POINTS = "earn", "earn_order", "buy", "buy_0"
+
+
+def _credit_sql(mode: str) -> str:
+    with_entry = mode != PURCHASE_WITHOUT_POINTS
+    with_order = mode in (PURCHASE, PURCHASE_WITHOUT_POINTS)
+    guard = ""
+    if with_order:
+        guard = """
        AND NOT EXISTS (
            SELECT 1 FROM points_order o JOIN points_account oa ON oa.id = o.account_id
             WHERE o.partner_id = %(partner_id)s AND o.reference = %(reference)s
               AND (o.amount IS NOT NULL OR oa.member_id <> %(member_id)s))"""
-        if with_order
-        else ""
-    )
+    elif mode == EARN_FOR_ORDER:
+        guard = """
+       AND EXISTS (
+           SELECT 1 FROM points_order o JOIN points_account oa ON oa.id = o.account_id
+            WHERE o.id = %(order_id)s AND oa.member_id = %(member_id)s
+              AND o.earn_entry_id IS NULL)"""
     sql = f"""
 WITH guard AS (
     SELECT s.negative_balance_limit AS credit_limit
@@ -294,7 +321,7 @@ WITH guard AS (
        AND s.expiry_policy = %(policy)s AND s.expiry_period = %(period)s
        AND s.time_zone = %(time_zone)s AND s.pending_days = %(pending_days)s
        AND EXISTS (SELECT 1 FROM members_member m WHERE m.id = %(member_id)s
-                      AND m.status = ANY(%(statuses)s::text[])){order_guard}
+                      AND m.status = ANY(%(statuses)s::text[])){guard}
 ),
 acct AS (
     INSERT INTO points_account AS a (member_id, available, pending, lifetime_earned,
@@ -343,6 +370,15 @@ event AS (
                                                     'pending', a.pending)
       FROM ent e, acct a
 )"""
+    if mode == EARN_FOR_ORDER:
+        sql += """,
+ord AS (
+    UPDATE points_order o
+       SET earn_entry_id = e.id, points_earned = %(points)s, updated_at = now()
+      FROM ent e
+     WHERE o.id = %(order_id)s AND o.earn_entry_id IS NULL
+    RETURNING o.*
+)"""
     if with_order:
         earn_entry = "e.id" if with_entry else "NULL::bigint"
         joins = "acct a LEFT JOIN ent e ON true" if with_entry else "acct a"
@@ -362,28 +398,76 @@ ord AS (
      WHERE o.amount IS NULL AND o.account_id = EXCLUDED.account_id
     RETURNING o.*
 )"""
-    selected = ["(SELECT count(*) FROM guard)"]
+    selected = ["g.ok"]
     joins = []
     if with_entry:
         selected += [_select("e", _ENTRY_COLUMNS), _select("l", _LOT_COLUMNS)]
         joins += ["LEFT JOIN ent e ON true", "LEFT JOIN lot l ON true"]
-    if with_order:
+    if mode != EARN:
         selected.append(_select("o", _ORDER_COLUMNS))
         joins.append("LEFT JOIN ord o ON true")
-    sql += f"\nSELECT {', '.join(selected)}\n  FROM (SELECT 1) AS one {' '.join(joins)}"
+        # The order row changed between the guard's snapshot and the write (a concurrent
+        # request): fail the whole statement, so that nothing it wrote survives.
+        selected.append(
+            "CASE WHEN g.ok > 0 AND o.id IS NULL THEN points_refuse('duplicate_reference') END"
+        )
+    sql += f"""
+SELECT {", ".join(selected)}
+  FROM (SELECT count(*) AS ok FROM guard) AS g {" ".join(joins)}"""
     return sql
 
 
 _CREDIT_SQL = {
-    (with_entry, with_order): _credit_sql(with_entry=with_entry, with_order=with_order)
-    for with_entry in (True, False)
-    for with_order in (True, False)
-    if with_entry or with_order
+    mode: _credit_sql(mode) for mode in (EARN, EARN_FOR_ORDER, PURCHASE, PURCHASE_WITHOUT_POINTS)
 }
 
 
+class _PreparedStatementCursor(ServerBindingCursor):
+    """Server-side binding, and every statement prepared on its connection (planned once)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+# Django turns psycopg's automatic preparing off (prepare_threshold=None) for the sake of
+# transaction-pooling pgbouncers; the hot path prepares its one statement explicitly, which
+# psycopg only allows with a threshold set: one so high that nothing else is ever prepared.
+NEVER_BY_COUNT = 2**62
+
+
+def _statement_cursor():
+    """A Django cursor that runs its statement as a prepared statement of the connection (set
+    LEDGER_PREPARED_STATEMENTS = False behind a pooler that cannot keep them)."""
+    if not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = NEVER_BY_COUNT
+    cursor = _PreparedStatementCursor(raw)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
+
+
+def _refusal(error: DatabaseError) -> str | None:
+    """The reason of a points_refuse() raised inside a statement, if that is what failed."""
+    cause = error.__cause__
+    if getattr(cause, "sqlstate", None) != "P0001":
+        return None
+    message = str(getattr(cause.diag, "message_primary", "") or "")
+    return message.removeprefix("points_refuse: ") if message.startswith("points_refuse") else None
+
+
 def _raise_why_credit_was_refused(
-    *, member: Member, statuses: list[str], partner_id: int | None, reference: str | None
+    *,
+    member: Member,
+    statuses: list[str],
+    partner_id: int | None,
+    reference: str | None,
+    order: Order | None,
 ) -> None:
     """The guard of the credit statement refused: raise the domain error that explains it."""
     status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
@@ -393,15 +477,19 @@ def _raise_why_credit_was_refused(
         if status == Member.Status.CLOSED:
             raise MemberClosed(member=member.external_id)
         raise MemberFrozen(member=member.external_id)
+    if order is not None:
+        partner_id, reference = order.partner_id, order.reference
     if reference is not None:
         existing = (
             Order.objects.filter(partner_id=partner_id, reference=reference)
-            .values("amount", "account__member_id")
+            .values("amount", "earn_entry_id", "account__member_id")
             .first()
         )
         if existing is not None and existing["account__member_id"] != member.pk:
             raise ReferenceOfAnotherMember(reference=reference)
-        if existing is not None and existing["amount"] is not None:
+        if existing is not None and (
+            existing["amount"] is not None or (order is not None and existing["earn_entry_id"])
+        ):
             raise DuplicateReference(reference=reference)
 
 
@@ -423,20 +511,24 @@ def _credit(
     available_at: datetime | None = None,
     expires_at: datetime | None = None,
     purchase: dict | None = None,
+    order: Order | None = None,
 ) -> tuple[EarnResult | None, Order | None]:
-    """Credit `points` (may be 0 for a purchase that earns nothing) as a new lot, in one statement.
+    """Credit `points` (may be 0 for a purchase that earns nothing) as a new lot, in ONE
+    statement that either writes everything or nothing (safe in autocommit).
 
-    With `purchase` (amount, currency, paid_with_points) the Order row is written by the same
-    statement. Returns (EarnResult or None, Order or None).
+    With `purchase` (amount, currency, paid_with_points) the statement writes the Order row;
+    with `order` it makes the new entry that order's earn. Returns (EarnResult, Order).
     """
     now = timezone.now()
     earned_at = occurred_at or now
-    with_entry = points > 0
-    with_order = purchase is not None
+    if purchase is not None:
+        mode = PURCHASE if points > 0 else PURCHASE_WITHOUT_POINTS
+    else:
+        mode = EARN_FOR_ORDER if order is not None else EARN
     for _attempt in range(3):
         programme = _programme()
         release_at = available_at
-        if release_at is None and with_order and programme.pending_days:
+        if release_at is None and purchase is not None and programme.pending_days:
             release_at = earned_at + timedelta(days=programme.pending_days)
         pending = release_at is not None and release_at > now
         lot_expires_at = expires_at
@@ -466,6 +558,7 @@ def _credit(
             "state": Lot.State.PENDING if pending else Lot.State.ACTIVE,
             "event_type": event_type,
             "external_id": member.external_id,
+            "order_id": order.pk if order is not None else None,
             "payload": json.dumps(
                 {
                     "member": member.external_id,
@@ -479,44 +572,47 @@ def _credit(
                 }
             ),
         }
-        if with_order:
+        if purchase is not None:
             params.update(purchase)
-        with connection.cursor() as cursor:
-            cursor.execute(_CREDIT_SQL[(with_entry, with_order)], params)
-            row = cursor.fetchone()
+        try:
+            with _statement_cursor() as cursor:
+                cursor.execute(_CREDIT_SQL[mode], params)
+                row = cursor.fetchone()
+        except DatabaseError as error:
+            if _refusal(error) is None:
+                raise
+            if connection.in_atomic_block:
+                _doom_transaction()  # the caller's transaction is aborted by the error
+            raise DuplicateReference(reference=reference or order.reference) from error
         if row[0] == 0:
             # The guard refused and nothing was written: explain, or retry with fresh settings.
             _raise_why_credit_was_refused(
                 member=member,
                 statuses=statuses,
                 partner_id=partner_id,
-                reference=reference if with_order else None,
+                reference=reference if purchase is not None else None,
+                order=order,
             )
             _programme(fresh=True)
             continue
         values = list(row[1:])
         earn = None
-        if with_entry:
-            entry_values = values[: len(_ENTRY_COLUMNS)]
-            lot_values = values[len(_ENTRY_COLUMNS) : len(_ENTRY_COLUMNS) + len(_LOT_COLUMNS)]
-            values = values[len(_ENTRY_COLUMNS) + len(_LOT_COLUMNS) :]
+        if mode != PURCHASE_WITHOUT_POINTS:
+            entry_end = len(_ENTRY_COLUMNS)
+            lot_end = entry_end + len(_LOT_COLUMNS)
             earn = EarnResult(
-                entry=_from_row(Entry, _ENTRY_ATTNAMES, entry_values),
-                lot=_from_row(Lot, _LOT_ATTNAMES, lot_values),
+                entry=_from_row(Entry, _ENTRY_ATTNAMES, values[:entry_end]),
+                lot=_from_row(Lot, _LOT_ATTNAMES, values[entry_end:lot_end]),
             )
-        order = None
-        if with_order:
-            if values[0] is None:
-                # Another request recorded this reference between our check and our insert:
-                # what this statement wrote must be rolled back.
-                _doom_transaction()
-                raise DuplicateReference(reference=reference)
-            order = _from_row(Order, _ORDER_ATTNAMES, values)
-        return earn, order
-    raise _inconsistent(detail="programme settings keep changing")
+            values = values[lot_end:]
+        written_order = None
+        if mode != EARN:
+            written_order = _from_row(Order, _ORDER_ATTNAMES, values[: len(_ORDER_COLUMNS)])
+        return earn, written_order
+    raise LedgerInconsistent(detail="programme settings keep changing")
 
 
-@ledger_transaction
+@ledger_statement
 def earn(
     *,
     member: Member,
@@ -535,8 +631,9 @@ def earn(
 
     Pending (in `pending`, not spendable) while `available_at` is in the future; available at
     once otherwise. Without `expires_at` the lot expires by the programme's policy counted from
-    `occurred_at` (default now). With `order`, this earn becomes that order's earn (what a refund
-    of it reverses). A frozen or closed member gets nothing and nothing is written.
+    `occurred_at` (default now). With `order` (this member's, without an earn yet), this earn
+    becomes that order's earn, which a refund of it reverses. A frozen or closed member gets
+    nothing and nothing is written.
     """
     _validate_points(points)
     result, _order = _credit(
@@ -553,18 +650,12 @@ def earn(
         occurred_at=occurred_at,
         available_at=available_at,
         expires_at=expires_at,
+        order=order,
     )
-    if order is not None:
-        linked = Order.objects.filter(
-            pk=order.pk, account_id=result.entry.account_id, earn_entry__isnull=True
-        ).update(earn_entry=result.entry, points_earned=points, updated_at=timezone.now())
-        if not linked:
-            _doom_transaction()
-            raise DuplicateReference(reference=order.reference)
     return result
 
 
-@ledger_transaction
+@ledger_statement
 def record_purchase(
     *,
     member: Member,
