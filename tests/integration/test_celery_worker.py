@@ -11,6 +11,7 @@ from celery import Celery
 from django.db import connection
 
 from members.models import Member
+from tests.factories import TierFactory
 from tests.integration.conftest import (
     BASE_DIR,
     database_url,
@@ -19,12 +20,8 @@ from tests.integration.conftest import (
     wait_for,
 )
 
-# The worker sees only committed rows; serialized_rollback brings back what migrations create
-# (the entry tier) after a transactional test has emptied the tables.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+# The worker sees only committed rows, so the test commits (and the tables are emptied after).
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -90,6 +87,8 @@ def test_worker_answers_ping_sent_through_the_broker(worker):
 
 
 def test_worker_writes_to_the_test_database(worker):
+    # An earlier transactional test may have emptied the tables, the entry tier with them.
+    TierFactory(code="member", name="会员 Member", rank=0, growth_threshold=0)
     external_id = f"celery-{uuid.uuid4().hex[:8]}"
     result = worker.send_task("tests.integration.upsert_member", args=[external_id, "任务 Worker"])
 
