@@ -1,0 +1,383 @@
+"""The ledger in the Django admin: programme settings, partners and their keys, and read-only
+accounts, entries, lots, orders and outbox events.
+
+Entry and lot lists stay fast on tens of millions of rows: one query for the page (member and
+merchant joined), no unfiltered second count, a count capped at LARGE_TABLE_COUNT_CAP, and
+member search by exact external id (an index lookup). Points change only through services:
+the "Adjust points" action calls `adjust`.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.paginator import Paginator
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+from rest_framework_api_key.admin import APIKeyModelAdmin
+
+from loyalty_site.api.keys import create_partner_key
+from loyalty_site.exceptions import LoyaltyError
+from points import services
+from points.models import (
+    Account,
+    ApiScope,
+    Entry,
+    Lot,
+    Order,
+    OutboxEvent,
+    Partner,
+    PartnerAPIKey,
+    ProgrammeSettings,
+)
+
+LARGE_TABLE_COUNT_CAP = 10_000
+# An action runs one transaction per selected row; more belongs in a batch job.
+MAX_ACTION_ROWS = 500
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most LARGE_TABLE_COUNT_CAP + 1 rows: never COUNT(*) over the whole ledger."""
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: LARGE_TABLE_COUNT_CAP + 1].count()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only: viewable, never added, changed or deleted here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _action_form(modeladmin, request, queryset, *, form, action, title, explanation, submit):
+    """Render the intermediate page of an action that needs input (a form) before it runs."""
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "explanation": explanation,
+        "opts": modeladmin.model._meta,
+        "items": [str(row) for row in queryset[:20]],
+        "count": queryset.count(),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+        "action": action,
+        "form": form,
+        "submit_label": submit,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media,
+    }
+    return TemplateResponse(request, "admin/points/action_form.html", context)
+
+
+# --- Programme settings -----------------------------------------------------------------------
+@admin.register(ProgrammeSettings)
+class ProgrammeSettingsAdmin(admin.ModelAdmin):
+    """One settings row: the change list opens its change form; saving goes via the service."""
+
+    fieldsets = [
+        (_("Value"), {"fields": ["point_value", "currency", "time_zone"]}),
+        (_("Earning"), {"fields": ["purchase_points_per_unit", "pending_days"]}),
+        (_("Expiry"), {"fields": ["expiry_policy", "expiry_period"]}),
+        (
+            _("Refunds and debt"),
+            {"fields": ["refund_after_spend_policy", "negative_balance_limit"]},
+        ),
+        (None, {"fields": ["updated_at"]}),
+    ]
+    readonly_fields = ["updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        programme = ProgrammeSettings.get()
+        return redirect(reverse("admin:points_programmesettings_change", args=[programme.pk]))
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.programme_settings_save(programme=obj)
+
+
+# --- Partners and keys -----------------------------------------------------------------------
+class PartnerAPIKeyInline(admin.TabularInline):
+    model = PartnerAPIKey
+    fields = ["name", "prefix", "scopes", "created", "expiry_date", "revoked"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # keys are created by the "Create an API key" action, shown once
+
+
+class CreateKeyForm(forms.Form):
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"), choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple
+    )
+    key_name = forms.CharField(label=_("Key name"), max_length=50, required=False)
+
+
+@admin.register(Partner)
+class PartnerAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "is_active", "created_at"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name"]
+    inlines = [PartnerAPIKeyInline]
+    actions = ["create_api_key"]
+
+    @admin.action(description=_("Create an API key for the selected partners"))
+    def create_api_key(self, request, queryset):
+        form = CreateKeyForm(request.POST if "apply" in request.POST else None)
+        if not (form.is_bound and form.is_valid()):
+            return _action_form(
+                self,
+                request,
+                queryset,
+                form=form,
+                action="create_api_key",
+                title=_("Create an API key"),
+                explanation=_("The key is shown once, on the next page; only its hash is kept."),
+                submit=gettext("Create"),
+            )
+        for partner in queryset.order_by("pk"):
+            try:
+                _api_key, plain_key = create_partner_key(
+                    partner_name=partner.name,
+                    scopes=form.cleaned_data["scopes"],
+                    key_name=form.cleaned_data["key_name"],
+                )
+            except LoyaltyError as error:
+                self.message_user(request, f"{partner}: {error.message}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                gettext(
+                    "API key for %(partner)s: %(key)s. Store it somewhere safe now: it will not "
+                    "be shown again."
+                )
+                % {"partner": partner.name, "key": plain_key},
+                messages.WARNING,
+            )
+        return None
+
+
+@admin.register(PartnerAPIKey)
+class PartnerAPIKeyAdmin(APIKeyModelAdmin):
+    list_display = ["prefix", "name", "partner", "scopes", "created", "expiry_date", "revoked"]
+    list_filter = ["partner", "revoked", "created"]
+    list_select_related = ["partner"]
+    search_fields = ["name", "prefix", "partner__name"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # through the partner's "Create an API key" action
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "partner", "scopes"]
+
+
+# --- Accounts and the adjust action ------------------------------------------------------------
+class AdjustPointsForm(forms.Form):
+    points = forms.IntegerField(
+        label=_("Points"), help_text=_("Positive to add points, negative to take them away.")
+    )
+    reason = forms.CharField(
+        label=_("Reason"), max_length=1000, widget=forms.Textarea(attrs={"rows": 3, "cols": 60})
+    )
+
+    def clean_points(self) -> int:
+        points = self.cleaned_data["points"]
+        if points == 0:
+            raise forms.ValidationError(_("An adjustment cannot be zero."))
+        return points
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["member_external_id", "member_name", "available", "pending", "updated_at"]
+    search_fields = ["=member__external_id", "=member__phone"]
+    list_select_related = ["member"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    actions = ["adjust_points"]
+    fields = [
+        "member",
+        "available",
+        "pending",
+        "lifetime_earned",
+        "lifetime_spent",
+        "lifetime_expired",
+        "credit_limit",
+        "updated_at",
+    ]
+
+    @admin.display(description=_("member"), ordering="member__external_id")
+    def member_external_id(self, account: Account) -> str:
+        return account.member.external_id
+
+    @admin.display(description=_("name"))
+    def member_name(self, account: Account) -> str:
+        return account.member.name
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Needed for the adjust action to be offered; the form itself stays read-only.
+        return obj is None and request.user.has_perm("points.change_account")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    @admin.action(description=_("Adjust points"), permissions=["change"])
+    def adjust_points(self, request, queryset):
+        count = queryset.count()
+        if count > MAX_ACTION_ROWS:
+            self.message_user(
+                request,
+                gettext("Select at most %(max)d accounts at a time.") % {"max": MAX_ACTION_ROWS},
+                messages.ERROR,
+            )
+            return None
+        form = AdjustPointsForm(request.POST if "apply" in request.POST else None)
+        if not (form.is_bound and form.is_valid()):
+            return _action_form(
+                self,
+                request,
+                queryset.select_related("member"),
+                form=form,
+                action="adjust_points",
+                title=_("Adjust points"),
+                explanation=_(
+                    "Each selected member gets this adjustment, recorded with the reason."
+                ),
+                submit=gettext("Adjust"),
+            )
+        points, reason = form.cleaned_data["points"], form.cleaned_data["reason"]
+        adjusted = 0
+        for account in queryset.select_related("member").order_by("pk"):
+            try:
+                services.adjust(
+                    member=account.member, points=points, reason=reason, operator=request.user
+                )
+            except LoyaltyError as error:
+                self.message_user(
+                    request, f"{account.member.external_id}: {error.message}", messages.ERROR
+                )
+            else:
+                adjusted += 1
+        if adjusted:
+            self.message_user(
+                request,
+                ngettext(
+                    "Adjusted %(count)d account by %(points)+d points.",
+                    "Adjusted %(count)d accounts by %(points)+d points.",
+                    adjusted,
+                )
+                % {"count": adjusted, "points": points},
+                messages.SUCCESS,
+            )
+        return None
+
+
+# --- The ledger, read-only ----------------------------------------------------------------------
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "member_external_id",
+        "kind",
+        "amount",
+        "balance_after",
+        "partner",
+        "reference",
+        "memo",
+    ]
+    list_filter = ["kind", "partner", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["=account__member__external_id", "=reference"]
+    list_select_related = ["account__member", "partner"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    raw_id_fields = ["account", "related_entry", "operator", "approved_by"]
+
+    @admin.display(description=_("member"))
+    def member_external_id(self, entry: Entry) -> str:
+        return entry.account.member.external_id
+
+
+@admin.register(Lot)
+class LotAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "member_external_id",
+        "state",
+        "amount",
+        "remaining",
+        "expires_at",
+        "available_at",
+        "partner",
+        "created_at",
+    ]
+    list_filter = ["state", "partner", ("expires_at", admin.DateFieldListFilter)]
+    search_fields = ["=account__member__external_id"]
+    list_select_related = ["account__member", "partner"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    raw_id_fields = ["account", "earn_entry"]
+
+    @admin.display(description=_("member"))
+    def member_external_id(self, lot: Lot) -> str:
+        return lot.account.member.external_id
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = [
+        "reference",
+        "partner",
+        "member_external_id",
+        "amount",
+        "refunded_amount",
+        "points_earned",
+        "points_reversed",
+        "points_spent",
+        "points_returned",
+        "created_at",
+    ]
+    list_filter = ["partner"]
+    search_fields = ["=reference", "=account__member__external_id"]
+    list_select_related = ["account__member", "partner"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    raw_id_fields = ["account", "earn_entry", "spend_entry"]
+
+    @admin.display(description=_("member"))
+    def member_external_id(self, order: Order) -> str:
+        return order.account.member.external_id
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "type", "member_external_id", "created_at", "published_at"]
+    list_filter = ["type", ("published_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=member_external_id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
