@@ -39,8 +39,9 @@ bench: $(STAMP)
 
 # Needs GNU gettext; the compiled .mo files are committed so users do not.
 messages: $(STAMP)
-	$(BIN)/python manage.py makemessages -l zh_Hans -l en --ignore=.venv --ignore=.data
-	$(BIN)/python manage.py compilemessages --ignore=.venv
+	$(EMBEDDED) --throwaway -- $(BIN)/python manage.py makemessages -l zh_Hans -l en \
+		--ignore=.venv --ignore=.data --ignore=tests --ignore=bench --no-obsolete
+	$(EMBEDDED) --throwaway -- $(BIN)/python manage.py compilemessages --ignore=.venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
