@@ -17,6 +17,8 @@ SIZES = {
         "b2_seconds": 8,
         "b3_accounts": 5_000,
         "b3_lots_per_account": 10,
+        "b4_members": 1_000,
+        "b4_stock": 100,
     },
     "full": {
         "b1_members": 100_000,
@@ -25,6 +27,8 @@ SIZES = {
         "b2_seconds": 30,
         "b3_accounts": 100_000,
         "b3_lots_per_account": 10,
+        "b4_members": 1_000,
+        "b4_stock": 100,
     },
 }
 

@@ -97,7 +97,6 @@ def _clean_address(address: dict | None) -> dict:
     return {str(key): str(value).strip() for key, value in address.items() if value is not None}
 
 
-@transaction.atomic
 def redeem(
     *,
     member: Member,
@@ -129,56 +128,57 @@ def redeem(
     if snapshot["stock"] < quantity and request_token is None:
         raise OutOfStock(reward=reward_code, stock_left=max(snapshot["stock"], 0))
 
-    reward = lock_reward(reward_id=snapshot["id"])
-    if request_token:
-        earlier = Redemption.objects.filter(member_id=member.pk, request_token=request_token)
-        earlier = earlier.select_related("reward", "member").first()
-        if earlier is not None:
-            return earlier
-    reason = unavailable_reason(reward=reward, member=member)
-    if reason is not None:
-        raise RewardUnavailable(reward=reward_code, reason=reason)
-    if reward.stock < quantity:
-        raise OutOfStock(reward=reward_code, stock_left=reward.stock)
-    if reward.per_member_limit is not None:
-        held = units_redeemed(reward_id=reward.pk, member_id=member.pk)
-        if held + quantity > reward.per_member_limit:
-            raise LimitExceeded(
-                reward=reward_code, limit=reward.per_member_limit, already_redeemed=held
-            )
-    address = _clean_address(shipping_address)
-    if reward.needs_address and not any(address.values()):
-        raise InvalidRedemption(_("Goods need a shipping address."), field="shipping_address")
+    with transaction.atomic():
+        reward = lock_reward(reward_id=snapshot["id"])
+        if request_token:
+            earlier = Redemption.objects.filter(member_id=member.pk, request_token=request_token)
+            earlier = earlier.select_related("reward", "member").first()
+            if earlier is not None:
+                return earlier
+        reason = unavailable_reason(reward=reward, member=member)
+        if reason is not None:
+            raise RewardUnavailable(reward=reward_code, reason=reason)
+        if reward.stock < quantity:
+            raise OutOfStock(reward=reward_code, stock_left=reward.stock)
+        if reward.per_member_limit is not None:
+            held = units_redeemed(reward_id=reward.pk, member_id=member.pk)
+            if held + quantity > reward.per_member_limit:
+                raise LimitExceeded(
+                    reward=reward_code, limit=reward.per_member_limit, already_redeemed=held
+                )
+        address = _clean_address(shipping_address)
+        if reward.needs_address and not any(address.values()):
+            raise InvalidRedemption(_("Goods need a shipping address."), field="shipping_address")
 
-    price = member_price(reward=reward, member=member).times(quantity)
-    redemption = Redemption.objects.create(
-        member=member,
-        reward=reward,
-        partner=partner,
-        channel=channel,
-        request_token=request_token or None,
-        quantity=quantity,
-        points_spent=price.points,
-        cash_due=price.cash or Decimal("0"),
-        currency=ProgrammeSettings.get().currency,
-        shipping_address=address if reward.needs_address else {},
-    )
-    if price.points > 0:
-        redemption.redeem_entry = take_for_redemption(
-            member=member, points=price.points, redemption_id=redemption.pk, partner=partner
+        price = member_price(reward=reward, member=member).times(quantity)
+        redemption = Redemption.objects.create(
+            member=member,
+            reward=reward,
+            partner=partner,
+            channel=channel,
+            request_token=request_token or None,
+            quantity=quantity,
+            points_spent=price.points,
+            cash_due=price.cash or Decimal("0"),
+            currency=ProgrammeSettings.get().currency,
+            shipping_address=address if reward.needs_address else {},
         )
-        redemption.save(update_fields=["redeem_entry"])
-    Reward.objects.filter(pk=reward.pk).update(stock=F("stock") - quantity)
-    reward.stock -= quantity
-    if reward.kind == Reward.Kind.COUPON:
-        codes = take_unused_coupon_codes(reward_id=reward.pk, count=quantity)
-        if len(codes) < quantity:
-            raise OutOfStock(reward=reward_code, stock_left=len(codes))
-        CouponCode.objects.filter(pk__in=[code.pk for code in codes]).update(
-            redemption=redemption, issued_at=Now()
-        )
-    _record_redemption_event(redemption)
-    return redemption
+        if price.points > 0:
+            redemption.redeem_entry = take_for_redemption(
+                member=member, points=price.points, redemption_id=redemption.pk, partner=partner
+            )
+            redemption.save(update_fields=["redeem_entry"])
+        Reward.objects.filter(pk=reward.pk).update(stock=F("stock") - quantity)
+        reward.stock -= quantity
+        if reward.kind == Reward.Kind.COUPON:
+            codes = take_unused_coupon_codes(reward_id=reward.pk, count=quantity)
+            if len(codes) < quantity:
+                raise OutOfStock(reward=reward_code, stock_left=len(codes))
+            CouponCode.objects.filter(pk__in=[code.pk for code in codes]).update(
+                redemption=redemption, issued_at=Now()
+            )
+        _record_redemption_event(redemption)
+        return redemption
 
 
 def redemption_coupon_codes(redemption: Redemption) -> list[str]:
