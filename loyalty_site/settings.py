@@ -212,6 +212,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MemberStatusEnum": "members.models.Member.Status",
         "MemberLanguageEnum": "members.models.Member.Language",
+        "RewardKindEnum": "rewards_mall.models.Reward.Kind",
+        "RedemptionStatusEnum": "rewards_mall.models.Redemption.Status",
     },
     # The problem+json answers every partner endpoint can give (loyalty_site/api/schema.py).
     "POSTPROCESSING_HOOKS": [

@@ -112,6 +112,7 @@ class RewardListApi(ListAPIView):
     """The catalogue; with `affordable_for`, as that member sees it."""
 
     required_scopes = ["rewards:read"]
+    queryset = Reward.objects.none()  # the schema's model; list() builds the real page
     pagination_class = RewardPagination
     serializer_class = RewardOutputSerializer
 
