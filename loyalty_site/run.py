@@ -8,6 +8,7 @@ data once, print where to go, then replace this process with honcho running the 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,21 @@ def banner(port: int) -> str:
     )
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def main() -> None:
+    port = int(os.environ.get("PORT") or 8000)
+    # Fail before migrating, with a hint, rather than after, in gunicorn's log.
+    if not port_is_free(port):
+        sys.exit(f"Port {port} is in use (another `make run`?). Stop it or set PORT=<free port>.")
     prepare()
     from django.conf import settings
 
