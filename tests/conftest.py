@@ -68,3 +68,12 @@ def partner_api(partner_key):
         return client
 
     return make
+
+
+@pytest.fixture
+def entry_tier():
+    """The default programme's entry tier (migration members.0002), recreated when an earlier
+    transactional test emptied the tables; new members need it."""
+    from tests.factories import TierFactory
+
+    return TierFactory(code="member", name="会员 Member", rank=0, growth_threshold=0)

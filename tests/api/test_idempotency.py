@@ -181,7 +181,8 @@ def test_records_keep_the_answer_as_the_client_received_it(writer):
     assert record.path == URL
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("entry_tier")
 def test_a_duplicate_while_the_first_is_in_flight_gets_409(writer, hold_in_flight):
     entered, release = hold_in_flight
     plain_key = writer.plain_key
@@ -233,7 +234,8 @@ def run_concurrently(plain_key: str, body: dict, key: str, count: int = 8) -> li
     return responses
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("entry_tier")
 def test_eight_concurrent_requests_with_one_key_have_exactly_one_effect(writer):
     # A slow write keeps the first request in flight while the others arrive.
     plumbing_urls.in_flight_hooks.append(lambda: threading.Event().wait(0.3))
@@ -254,7 +256,8 @@ def test_eight_concurrent_requests_with_one_key_have_exactly_one_effect(writer):
             assert_problem(response, 409, "idempotency_key_in_flight")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("entry_tier")
 def test_concurrent_bursts_at_full_speed_never_run_a_write_twice(writer):
     # No delay: duplicates arrive around the first one's commit, the hardest moment.
     for round_number in range(10):

@@ -190,7 +190,8 @@ def test_members_read_is_needed_for_get_and_members_write_for_put(partner_api):
     assert_problem(writer.get("/api/v1/members/u-1"), 403, "permission_denied")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("entry_tier")
 def test_concurrent_puts_creating_the_same_member_create_it_once_without_errors(partner_key):
     _api_key, plain_key = partner_key("members:write")
     count = 8

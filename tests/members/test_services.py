@@ -114,7 +114,8 @@ class TestMemberSetStatus:
 
         assert Member.objects.get(pk=member.pk).status == "active"
 
-    @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.usefixtures("entry_tier")
     def test_two_operators_freezing_at_once_freeze_once(self):
         member = MemberFactory()
         barrier = threading.Barrier(2)
