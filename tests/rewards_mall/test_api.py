@@ -300,3 +300,24 @@ def test_a_mall_link_needs_members_write_and_a_known_member(db, member):
 
     assert_problem(reader.post("members/u-1001/mall-link"), 403, "permission_denied")
     assert_problem(writer.post("members/nobody/mall-link"), 404, "not_found")
+
+
+# --- OpenAPI -----------------------------------------------------------------------------------
+def test_the_openapi_document_describes_the_mall_endpoints(client):
+    schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+    paths = schema["paths"]
+
+    assert set(paths["/api/v1/rewards"]) == {"get"}
+    assert set(paths["/api/v1/rewards/{code}"]) == {"put"}
+    assert set(paths["/api/v1/redemptions"]) == {"post"}
+    assert set(paths["/api/v1/redemptions/{redemption_id}"]) == {"get"}
+    assert set(paths["/api/v1/redemptions/{redemption_id}/cancel"]) == {"post"}
+    assert set(paths["/api/v1/members/{external_id}/mall-link"]) == {"post"}
+    create = paths["/api/v1/redemptions"]["post"]
+    assert set(create["responses"]) >= {"201", "400", "401", "403", "409", "422"}
+    assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
+    assert set(paths["/api/v1/rewards/{code}"]["put"]["responses"]) >= {"200", "201", "422"}
+    output = schema["components"]["schemas"]["RedemptionOutput"]["properties"]
+    assert {"id", "status", "points_spent", "cash_due", "coupon_codes"} <= set(output)
+    reward = schema["components"]["schemas"]["RewardOutput"]["properties"]
+    assert {"code", "stock_left", "per_member_limit", "available_from", "tiers"} <= set(reward)
