@@ -139,3 +139,54 @@ def test_redemptions_and_cancellations_racing_keep_stock_and_points_exact():
     assert placed_now == outcomes[3:].count("placed")
     assert Reward.objects.filter(stock__lt=0).count() == 0
     assert check_ledger_invariants() == []
+
+
+def test_a_redemption_waits_while_someone_else_holds_the_reward_row():
+    """Someone else holding the reward's row (an admin saving it, another redemption) makes a
+    redemption wait, and it completes once that lock is released."""
+    from django.db import transaction
+
+    from rewards_mall.lock_objects import lock_reward
+
+    reward = RewardFactory(code="locked", points_price=100, stock=5)
+    member = member_with_points("waiter", 500)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        try:
+            with transaction.atomic():
+                lock_reward(reward_id=reward.pk)
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    holding.wait(10)
+    outcome = []
+    redeemer = threading.Thread(
+        target=lambda: (
+            outcome.append(redeem(member=member, reward_code="locked", shipping_address=ADDRESS)),
+            connection.close(),
+        )
+    )
+    redeemer.start()
+    redeemer.join(1.0)
+
+    assert redeemer.is_alive()  # blocked on the reward's row
+    assert not Redemption.objects.exists() and Account.objects.get(member=member).available == 500
+    release.set()
+    holder.join(10)
+    redeemer.join(10)
+    assert len(outcome) == 1 and Redemption.objects.count() == 1
+    close_old_connections()
+
+
+def test_the_database_itself_refuses_negative_stock():
+    from django.db import IntegrityError, transaction
+
+    reward = RewardFactory(code="guarded", stock=1)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Reward.objects.filter(pk=reward.pk).update(stock=-1)
