@@ -61,3 +61,9 @@ class InvalidMallLink(RewardsMallError):
     code = "validation_error"
     status = 422
     default_message = _("This link is not valid, was already used or has expired.")
+
+
+class TooManyLoginAttempts(RewardsMallError):
+    code = "throttled"
+    status = 429
+    default_message = _("Too many failed attempts: try again in 15 minutes.")

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.core import signing
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Now
@@ -43,6 +44,7 @@ from rewards_mall.exceptions import (
     OutOfStock,
     RedemptionNotFound,
     RewardUnavailable,
+    TooManyLoginAttempts,
 )
 from rewards_mall.lock_objects import lock_redemption, lock_reward, take_unused_coupon_codes
 from rewards_mall.models import (
@@ -59,6 +61,8 @@ Status = Redemption.Status
 MALL_LINK_LIFETIME = timedelta(minutes=5)
 MALL_LINK_SALT = "rewards_mall.login_link"
 MAX_QUANTITY = 99
+MALL_LOGIN_ATTEMPTS = 10
+MALL_LOGIN_LOCKOUT = timedelta(minutes=15)
 
 
 class _Unset:
@@ -518,9 +522,30 @@ def set_mall_password(*, member: Member, raw: str | None) -> None:
     )
 
 
+def _failed_logins_key(login: str) -> str:
+    return "mall-login-failures:" + hashlib.sha256(login.lower().encode()).hexdigest()
+
+
 def authenticate_mall_member(*, login: str, password: str) -> Member | None:
-    """The member whose external id or phone is `login` and whose mall password matches."""
+    """The member whose external id or phone is `login` and whose mall password matches.
+
+    After MALL_LOGIN_ATTEMPTS failures for one login within MALL_LOGIN_LOCKOUT, that login is
+    refused (TooManyLoginAttempts) until the window has passed, right password or not.
+    """
     login = (login or "").strip()
+    key = _failed_logins_key(login)
+    if (cache.get(key) or 0) >= MALL_LOGIN_ATTEMPTS:
+        raise TooManyLoginAttempts()
+    member = _check_mall_password(login, password)
+    if member is None:
+        cache.add(key, 0, timeout=int(MALL_LOGIN_LOCKOUT.total_seconds()))
+        cache.incr(key)
+    else:
+        cache.delete(key)
+    return member
+
+
+def _check_mall_password(login: str, password: str) -> Member | None:
     credential = None
     if login:
         credential = (

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from loyalty_site.exceptions import LoyaltyError
 from members.models import Member
 from points.selectors import member_ledger, member_points_summary
-from rewards_mall.exceptions import InvalidMallLink, RedemptionNotFound
+from rewards_mall.exceptions import InvalidMallLink, RedemptionNotFound, TooManyLoginAttempts
 from rewards_mall.forms import MallLoginForm, RedeemForm
 from rewards_mall.models import Redemption, Reward
 from rewards_mall.selectors import (
@@ -118,14 +118,18 @@ def login(request: HttpRequest) -> HttpResponse:
         next_url = ""
     form = MallLoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        member = authenticate_mall_member(
-            login=form.cleaned_data["login"], password=form.cleaned_data["password"]
-        )
-        if member is not None:
-            _log_in(request, member)
-            response = redirect(next_url or reverse("rewards_mall:home"))
-            return _with_member_language(request, response, member)
-        form.add_error(None, _("The member number or the password is wrong."))
+        try:
+            member = authenticate_mall_member(
+                login=form.cleaned_data["login"], password=form.cleaned_data["password"]
+            )
+        except TooManyLoginAttempts as refused:
+            form.add_error(None, refused.message)
+        else:
+            if member is not None:
+                _log_in(request, member)
+                response = redirect(next_url or reverse("rewards_mall:home"))
+                return _with_member_language(request, response, member)
+            form.add_error(None, _("The member number or the password is wrong."))
     return render(request, "rewards_mall/login.html", {"form": form, "next": next_url})
 
 

@@ -251,3 +251,19 @@ def test_the_language_switch_changes_the_pages(client, member):
     client.post("/i18n/setlang/", {"language": "en", "next": "/mall/"})
 
     assert "Available points" in page(client.get("/mall/"))
+
+
+def test_a_login_is_locked_for_a_while_after_many_wrong_passwords(english):
+    from rewards_mall.services import MALL_LOGIN_ATTEMPTS
+    from tests.rewards_mall.conftest import member_with_points
+
+    member = member_with_points("u-guessed", 0)
+    set_mall_password(member=member, raw="right-password")
+    for _attempt in range(MALL_LOGIN_ATTEMPTS):
+        english.post("/mall/login/", {"login": "u-guessed", "password": "guess"})
+
+    locked = english.post("/mall/login/", {"login": "u-guessed", "password": "right-password"})
+
+    assert locked.status_code == 200
+    assert "Too many failed attempts" in page(locked)
+    assert english.get("/mall/").status_code == 302
