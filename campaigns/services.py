@@ -119,6 +119,8 @@ def _grant(*, partner, member, data, awards, points, pending, available_at, prog
         source_type="rule",
     )
     earn: EarnResult | None = result.earn
+    if earn is not None:
+        earn.entry.partner = partner  # the response names the merchant: no query for it
     event = Event.objects.create(
         partner=partner,
         type=data.type,

@@ -123,6 +123,7 @@ class MemberSpendApi(IdempotentAPIView):
         serializer.is_valid(raise_exception=True)
         member = member_by_external_id(external_id=external_id)
         result = spend(member=member, partner=request.user.partner, **serializer.validated_data)
+        result.entry.partner = request.user.partner
         return Response(
             {
                 "entry": entry_representation(result.entry),
