@@ -77,3 +77,12 @@ def entry_tier():
     from tests.factories import TierFactory
 
     return TierFactory(code="member", name="会员 Member", rank=0, growth_threshold=0)
+
+
+@pytest.fixture(autouse=True)
+def _english_outside_requests():
+    # Assertions read English; requests still get the language the middleware picks (zh-hans).
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
