@@ -227,6 +227,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+# Public address of the mall pages in mall links, when partners reach the API by another host.
+MALL_BASE_URL = env.str("MALL_BASE_URL", default="")
 # A verified API key is trusted this long per process; revoking one takes effect within it.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -385,7 +386,9 @@ class MallLinkApi(APIView):
     def post(self, request, external_id: str):
         member = member_by_external_id(external_id=external_id)
         link = create_mall_link(member=member, partner=request.user.partner)
-        url = request.build_absolute_uri(reverse("rewards_mall:enter", args=[link.token]))
+        enter_path = reverse("rewards_mall:enter", args=[link.token])
+        base = settings.MALL_BASE_URL.rstrip("/")
+        url = f"{base}{enter_path}" if base else request.build_absolute_uri(enter_path)
         return Response(
             {"url": url, "expires_at": _datetime(link.expires_at)},
             status=status.HTTP_201_CREATED,

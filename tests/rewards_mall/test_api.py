@@ -321,3 +321,11 @@ def test_the_openapi_document_describes_the_mall_endpoints(client):
     assert {"id", "status", "points_spent", "cash_due", "coupon_codes"} <= set(output)
     reward = schema["components"]["schemas"]["RewardOutput"]["properties"]
     assert {"code", "stock_left", "per_member_limit", "available_from", "tiers"} <= set(reward)
+
+
+def test_a_mall_link_uses_the_public_address_when_one_is_set(shop, member, settings):
+    settings.MALL_BASE_URL = "https://shop.example.com/"
+
+    url = shop.post("members/u-1001/mall-link").json()["url"]
+
+    assert url.startswith("https://shop.example.com/mall/enter/")
