@@ -267,3 +267,14 @@ def test_a_login_is_locked_for_a_while_after_many_wrong_passwords(english):
     assert locked.status_code == 200
     assert "Too many failed attempts" in page(locked)
     assert english.get("/mall/").status_code == 302
+
+
+def test_history_says_when_pending_points_become_available(as_member, member):
+    later = timezone.now() + timedelta(days=10)
+    earn(member=member, points=40, available_at=later)
+
+    html = page(as_member.get("/mall/history/"))
+
+    newest = html.split('data-kind="')[1]
+    assert newest.startswith("earn") and "+40" in newest and ">1000</td>" in newest
+    assert f"pending, available from {timezone.localtime(later):%Y-%m-%d}" in newest
