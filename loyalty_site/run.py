@@ -18,15 +18,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def _step(title: str, started: float) -> None:
-    print(f"  {title} ({time.monotonic() - started:.1f} s after start)", flush=True)
+    from django.utils.translation import gettext as _
+
+    seconds = f"{time.monotonic() - started:.1f}"
+    print("  " + _("%(step)s (%(seconds)s s)") % {"step": title, "seconds": seconds}, flush=True)
 
 
 def prepare() -> None:
     """Migrate, collect static files, seed the demo data; each step is safe to repeat."""
-    import django
     from django.core.management import call_command
+    from django.utils.translation import gettext as _
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty_site.settings")
     started = time.monotonic()
     # Static files need no database: collect them on the side while the database is prepared.
     collectstatic = subprocess.Popen(
@@ -34,35 +36,39 @@ def prepare() -> None:
         cwd=BASE_DIR,
     )
     try:
-        django.setup()
         call_command("migrate", interactive=False, verbosity=0)
-        _step("database migrated", started)
+        _step(_("database migrated"), started)
         call_command("seed_demo")
-        _step("demo data ready", started)
+        _step(_("demo data ready"), started)
         if collectstatic.wait() != 0:
-            sys.exit("collectstatic failed; see above.")
+            sys.exit(_("collectstatic failed; see above."))
     finally:
         if collectstatic.poll() is None:
             collectstatic.terminate()
             collectstatic.wait()
-    _step("static files collected", started)
+    _step(_("static files collected"), started)
 
 
 def banner(port: int) -> str:
+    from django.utils.translation import gettext as _
+
     base = f"http://127.0.0.1:{port}"
     return "\n".join(
         [
             "",
-            "Loyalty back office (会员积分管理后台) is starting:",
-            f"  admin          {base}/admin/",
-            f"  API docs       {base}/api/v1/docs/",
-            f"  OpenAPI schema {base}/api/v1/schema/",
-            f"  health         {base}/healthz   {base}/readyz",
-            "Log in to the admin as `admin` with the password seed_demo printed the first time",
-            "(forgotten: `.venv/bin/python manage.py changepassword admin` while this runs).",
-            "The demo partner key (printed once, above, on the first run) calls the API:",
-            "  curl -H 'Authorization: Api-Key <key>' " + f"{base}/api/v1/members/demo-0001",
-            "Stop everything with Ctrl-C.",
+            _("Loyalty back office (会员积分管理后台) is starting:"),
+            "  " + _("admin") + f"  {base}/admin/",
+            "  " + _("API docs") + f"  {base}/api/v1/docs/",
+            "  " + _("OpenAPI schema") + f"  {base}/api/v1/schema/",
+            "  " + _("health") + f"  {base}/healthz  {base}/readyz",
+            _(
+                "Log in to the admin as `admin` with the password seed_demo printed the first "
+                "time (forgotten: `.venv/bin/python manage.py changepassword admin` while this "
+                "runs)."
+            ),
+            _("The demo partner key (printed once, on the first run) calls the API:"),
+            f"  curl -H 'Authorization: Api-Key <key>' {base}/api/v1/members/demo-0001",
+            _("Stop everything with Ctrl-C."),
             "",
         ]
     )
@@ -79,14 +85,21 @@ def port_is_free(port: int) -> bool:
 
 
 def main() -> None:
-    port = int(os.environ.get("PORT") or 8000)
-    # Fail before migrating, with a hint, rather than after, in gunicorn's log.
-    if not port_is_free(port):
-        sys.exit(f"Port {port} is in use (another `make run`?). Stop it or set PORT=<free port>.")
-    prepare()
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty_site.settings")
+    django.setup()
     from django.conf import settings
+    from django.utils.translation import gettext as _
 
     port = settings.PORT
+    # Fail before migrating, with a hint, rather than after, in gunicorn's log.
+    if not port_is_free(port):
+        sys.exit(
+            _("Port %(port)s is in use (another `make run`?). Stop it or set PORT=<free port>.")
+            % {"port": port}
+        )
+    prepare()
     print(banner(port), flush=True)
     env = dict(os.environ)
     # Procfile commands (gunicorn, celery) live next to this interpreter, in the virtualenv.

@@ -146,7 +146,8 @@ def test_make_run_stack_serves_seeds_runs_jobs_and_stops_on_ctrl_c(
         assert _get(base + css.group(1))[0] == 200
 
         # the admin password and the partner key, printed once, work
-        password = re.search(r"password: (\S+)", output).group(1)
+        # The output speaks the default language (zh-hans); the labels keep ASCII colons.
+        password = re.search(r"(?:password|密码): (\S+)", output).group(1)
         status, page = _log_in(base, password)
         assert status == 200 and 'id="logout-form"' in page
         key = re.search(r"Authorization: Api-Key (\S+)", output).group(1)

@@ -27,6 +27,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from loyalty_site.api.keys import create_partner_key
 from members.models import Member
@@ -379,36 +380,47 @@ class Command(BaseCommand):
         user_model = get_user_model()
         if user_model.objects.filter(username=ADMIN_USERNAME).exists():
             self.stdout.write(
-                f"Admin user `{ADMIN_USERNAME}` exists; its password was printed when it was "
-                f"created (reset it: manage.py changepassword {ADMIN_USERNAME})."
+                _(
+                    "Admin user `%(username)s` exists; its password was printed when it was "
+                    "created (reset it: manage.py changepassword %(username)s)."
+                )
+                % {"username": ADMIN_USERNAME}
             )
             return
         password = secrets.token_urlsafe(12)
         user_model.objects.create_superuser(
             username=ADMIN_USERNAME, email="admin@example.com", password=password
         )
-        self.stdout.write(self.style.SUCCESS("Admin user created; the password is shown once:"))
-        self.stdout.write(f"  username: {ADMIN_USERNAME}")
-        self.stdout.write(f"  password: {password}")
+        self.stdout.write(
+            self.style.SUCCESS(_("Admin user created; the password is shown only this once:"))
+        )
+        self.stdout.write("  " + _("username: %(username)s") % {"username": ADMIN_USERNAME})
+        self.stdout.write("  " + _("password: %(password)s") % {"password": password})
 
     def ensure_demo_partner(self) -> None:
         if Partner.objects.filter(name=DEMO_PARTNER, api_keys__isnull=False).exists():
             self.stdout.write(
-                f"Partner `{DEMO_PARTNER}` has a key already (printed when it was created; "
-                f"another: manage.py create_partner_key '{DEMO_PARTNER}' --scopes ...)."
+                _(
+                    "Partner `%(partner)s` has a key already (printed when it was created; "
+                    "another: manage.py create_partner_key '%(partner)s' --scopes ...)."
+                )
+                % {"partner": DEMO_PARTNER}
             )
             return
         _api_key, plain_key = create_partner_key(
             partner_name=DEMO_PARTNER, scopes=ApiScope.values, key_name="demo"
         )
         self.stdout.write(
-            self.style.SUCCESS(f"Partner `{DEMO_PARTNER}` API key (all scopes), shown once:")
+            self.style.SUCCESS(
+                _("API key of partner `%(partner)s` (all scopes), shown only this once:")
+                % {"partner": DEMO_PARTNER}
+            )
         )
         self.stdout.write(f"  Authorization: Api-Key {plain_key}")
 
     def ensure_members(self, *, count: int, seed: int) -> None:
         if Member.objects.filter(external_id__startswith=DEMO_ID_PREFIX).exists():
-            self.stdout.write("Demo members exist; left as they are.")
+            self.stdout.write(_("Demo members exist; left as they are."))
             return
         now = timezone.now()
         people = demo_people(count=count, seed=seed, today=timezone.localdate(now))
@@ -430,8 +442,18 @@ class Command(BaseCommand):
             totals = replay_history(events=events, partner=partner, now=now)
         self.stdout.write(
             self.style.SUCCESS(
-                f"{len(people)} demo members created, with {totals.purchases} purchases "
-                f"({totals.paid_with_points} partly paid with points), {totals.refunds} refunds "
-                f"and {totals.lots_expired} expired lots ({totals.nights} nightly runs)."
+                _(
+                    "%(members)d demo members created, with %(purchases)d purchases "
+                    "(%(paid)d partly paid with points), %(refunds)d refunds and %(expired)d "
+                    "expired lots (%(nights)d nightly runs)."
+                )
+                % {
+                    "members": len(people),
+                    "purchases": totals.purchases,
+                    "paid": totals.paid_with_points,
+                    "refunds": totals.refunds,
+                    "expired": totals.lots_expired,
+                    "nights": totals.nights,
+                }
             )
         )
