@@ -705,7 +705,7 @@ def record_purchase(
         expires_at=expires_at,
         purchase={
             "amount": amount,
-            "currency": currency or _programme().currency,
+            "currency": currency or ProgrammeSettings.get().currency,
             "paid_with_points": paid_with_points,
         },
     )
@@ -714,7 +714,7 @@ def record_purchase(
 
 def purchase_points(*, amount: Decimal, paid_with_points: Decimal = Decimal("0")) -> int:
     """The default purchase rule: points per 1.00 of the part not paid with points, rounded down."""
-    programme = _programme()
+    programme = ProgrammeSettings.get()
     base = max(Decimal(amount) - Decimal(paid_with_points or 0), Decimal("0"))
     return int((base * programme.purchase_points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import translation
 
 from points import services
 from points.models import ProgrammeSettings
@@ -18,6 +19,13 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 def at(text: str) -> datetime:
     """A moment in the programme's default time zone, e.g. at("2025-03-01 10:00")."""
     return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+@pytest.fixture(autouse=True)
+def _in_english():
+    # Messages and system memos are written in the active language (zh-hans by default).
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)
