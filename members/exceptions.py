@@ -35,3 +35,15 @@ class InvalidStatusChange(MemberError):
     code = "validation_error"
     status = 422
     default_message = _("This status change is not allowed.")
+
+
+class InvalidGrowth(MemberError):
+    code = "validation_error"
+    status = 422
+    default_message = _("Growth value must be a whole number other than zero.")
+
+
+class MemberErased(MemberError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This member's personal data was already erased.")

@@ -11,6 +11,9 @@ and stored on the lot: changing the policy later never moves points already earn
 - end_of_quarter: the last day of the calendar quarter containing the date N months after
   earning (N = 0: the end of the quarter of earning).
 - never: no expiry (None).
+
+A member's tier may override the programme's policy (members.Tier.expiry_policy, "never"
+included): `lot_expiry` is the one function that decides a new lot's expiry date.
 """
 
 from __future__ import annotations
@@ -74,3 +77,17 @@ def expiry_for_programme(earned_at: datetime, programme) -> datetime | None:
         period=programme.expiry_period,
         time_zone=programme.time_zone,
     )
+
+
+def lot_expiry(earned_at: datetime, *, programme, tier=None) -> datetime | None:
+    """When a lot earned at `earned_at` expires: by the member's tier's policy when the tier
+    overrides it (members.Tier.expiry_policy not blank), else by the programme's; day
+    boundaries always in the programme's time zone."""
+    if tier is not None and tier.expiry_policy:
+        return expires_at(
+            earned_at,
+            policy=tier.expiry_policy,
+            period=tier.expiry_period,
+            time_zone=programme.time_zone,
+        )
+    return expiry_for_programme(earned_at, programme)

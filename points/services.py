@@ -533,7 +533,8 @@ def _credit(
         pending = release_at is not None and release_at > now
         lot_expires_at = expires_at
         if lot_expires_at is None:
-            lot_expires_at = expiry.expiry_for_programme(earned_at, programme)
+            # The member's tier may override the programme's policy (points/expiry.py decides).
+            lot_expires_at = expiry.lot_expiry(earned_at, programme=programme, tier=member.tier)
         params = {
             "policy": programme.expiry_policy,
             "period": programme.expiry_period,
