@@ -11,10 +11,15 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from campaigns.services import EventInput, record_event
+from campaigns.services import EventInput, record_event, refund_purchase
 from loyalty_site.api.idempotency import IdempotentAPIView
 from loyalty_site.api.openapi_params import idempotency_key_parameter
-from points.api import EntrySerializer, entry_representation
+from points.api import (
+    EntrySerializer,
+    RefundInputSerializer,
+    RefundOutputSerializer,
+    entry_representation,
+)
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
@@ -142,4 +147,38 @@ class EventCreateApi(IdempotentAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-urlpatterns = [path("events", EventCreateApi.as_view(), name="api-events")]
+class OrderRefundApi(IdempotentAPIView):
+    """Refund an order: points (the ledger) and growth value (members) in one transaction."""
+
+    required_scopes = ["events:write"]
+
+    @extend_schema(
+        request=RefundInputSerializer,
+        responses={201: RefundOutputSerializer},
+        parameters=[idempotency_key_parameter()],
+        summary=_("Refund an order: reverse the points it earned, return the points it used"),
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+    def perform_post(self, request, reference: str):
+        serializer = RefundInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = refund_purchase(
+            partner=request.user.partner,
+            reference=reference,
+            amount=serializer.validated_data.get("amount"),
+        )
+        return Response(
+            {
+                "points_reversed": result.points_reversed,
+                "entries": [entry_representation(e) for e in result.entries],
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+urlpatterns = [
+    path("events", EventCreateApi.as_view(), name="api-events"),
+    path("orders/<str:reference>/refunds", OrderRefundApi.as_view(), name="api-order-refunds"),
+]

@@ -15,8 +15,9 @@ from campaigns.exceptions import CurrencyMismatch, UnknownEventType
 from campaigns.models import Event
 from members.exceptions import MemberFrozen
 from members.selectors import member_by_external_id
-from points.models import Partner, ProgrammeSettings
-from points.services import EarnResult, record_purchase
+from members.services import growth_for_purchase, growth_reverse_for_order
+from points.models import Order, Partner, ProgrammeSettings
+from points.services import EarnResult, RefundResult, record_purchase, refund_order
 
 SUPPORTED_TYPES = frozenset({"purchase"})
 
@@ -121,6 +122,14 @@ def _grant(*, partner, member, data, awards, points, pending, available_at, prog
     earn: EarnResult | None = result.earn
     if earn is not None:
         earn.entry.partner = partner  # the response names the merchant: no query for it
+    # Growth value (members) in the same transaction: a threshold reached upgrades at once.
+    growth_for_purchase(
+        member=member,
+        spent=_facts(data).earning_amount,
+        order_id=result.order.pk,
+        reference=data.reference,
+        occurred_at=data.occurred_at,
+    )
     event = Event.objects.create(
         partner=partner,
         type=data.type,
@@ -140,3 +149,18 @@ def _grant(*, partner, member, data, awards, points, pending, available_at, prog
         rules_applied=awards,
         entries=[earn.entry] if earn else [],
     )
+
+
+@transaction.atomic(savepoint=False)
+def refund_purchase(
+    *, partner: Partner, reference: str, amount: Decimal | None = None
+) -> RefundResult:
+    """Refund (part of) an order: the ledger reverses its points (points.services.refund_order)
+    and the member's growth value is taken back in the same proportion, in one transaction.
+
+    Orchestrated here because points knows nothing of growth value (docs/adr/0007).
+    """
+    result = refund_order(partner=partner, reference=reference, amount=amount)
+    order = Order.objects.get(partner_id=partner.pk, reference=reference)
+    growth_reverse_for_order(order=order)
+    return result

@@ -138,6 +138,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=15),
     },
     "check-ledger": {"task": "points.check_ledger", "schedule": crontab(hour=3, minute=30)},
+    # members/tasks.py: tiers after expiry, segments after tiers.
+    "evaluate-tiers": {"task": "members.evaluate_tiers", "schedule": crontab(hour=1, minute=0)},
+    "compute-segments": {
+        "task": "members.compute_segments",
+        "schedule": crontab(hour=1, minute=30),
+    },
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 

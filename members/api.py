@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from loyalty_site.api.errors import PROBLEM_CONTENT_TYPE
 from loyalty_site.api.schema import problem
 from members.models import Member
-from members.selectors import member_by_external_id
+from members.selectors import member_by_external_id, member_tier_status
 from members.services import member_upsert
 from points.selectors import member_points_summary
 
@@ -38,6 +38,10 @@ MEMBER_EXAMPLE = {
     "status": "active",
     "tier": {"code": "silver", "name": "银卡 Silver"},
     "growth": 1520,
+    "next_tier": {"code": "gold", "growth_needed": 480},
+    "projected_tier": {"code": "silver", "name": "银卡 Silver"},
+    "tier_period_ends_at": "2025-09-30T10:15:00+08:00",
+    "growth_to_keep_tier": 320,
     "points": {
         "available": 830,
         "pending": 120,
@@ -51,6 +55,13 @@ MEMBER_EXAMPLE = {
 class MemberTierSerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
+
+
+class NextTierSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    growth_needed = serializers.IntegerField(
+        help_text=_("Growth value still needed over the qualifying window to reach it.")
+    )
 
 
 class ExpiringPointsSerializer(serializers.Serializer):
@@ -97,21 +108,50 @@ class MemberOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=Member.Status.choices)
     tier = MemberTierSerializer()
-    growth = serializers.IntegerField(help_text=_("Growth value (成长值); never spendable."))
+    growth = serializers.IntegerField(
+        help_text=_("Growth value (成长值) over the qualifying window; never spendable.")
+    )
+    next_tier = NextTierSerializer(
+        allow_null=True, help_text=_("The tier above the member's; null in the top tier.")
+    )
+    projected_tier = MemberTierSerializer(
+        help_text=_(
+            "The tier the member will hold when the current tier period ends if nothing changes."
+        )
+    )
+    tier_period_ends_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text=_("When the tier can next move down; null in the entry tier."),
+    )
+    growth_to_keep_tier = serializers.IntegerField(
+        help_text=_("Growth value still needed before the period ends to keep the tier.")
+    )
     points = PointsSummarySerializer()
     referral_code = serializers.CharField(help_text=_("This member's own invite code."))
     joined_at = serializers.DateTimeField()
 
 
+def _tier(tier) -> dict:
+    return {"code": tier.code, "name": tier.display_name}
+
+
 def member_representation(member: Member) -> dict:
-    """The member object of api.md, with `points` from the ledger."""
+    """The member object of api.md, with `points` from the ledger and the tier progress."""
+    progress = member_tier_status(member=member)
+    next_tier = None
+    if progress.next_tier is not None:
+        next_tier = {"code": progress.next_tier.code, "growth_needed": progress.growth_needed}
     return MemberOutputSerializer(
         {
             "external_id": member.external_id,
             "name": member.name,
             "status": member.status,
-            "tier": {"code": member.tier.code, "name": member.tier.name},
+            "tier": _tier(progress.tier),
             "growth": member.growth,
+            "next_tier": next_tier,
+            "projected_tier": _tier(progress.projected_tier),
+            "tier_period_ends_at": progress.period_ends_at,
+            "growth_to_keep_tier": progress.growth_to_keep,
             "points": member_points_summary(member=member),
             "referral_code": member.referral_code,
             "joined_at": member.joined_at,

@@ -17,7 +17,7 @@ from loyalty_site.api.openapi_params import idempotency_key_parameter
 from members.selectors import member_by_external_id
 from points.models import Entry
 from points.selectors import member_ledger
-from points.services import refund_order, spend
+from points.services import spend
 
 # The kinds a partner sees; `release` (pending -> available) is an internal bookkeeping entry.
 PUBLIC_KINDS = ["earn", "redeem", "expire", "reverse", "adjust", "spend", "transfer", "convert"]
@@ -145,35 +145,6 @@ class RefundOutputSerializer(serializers.Serializer):
     entries = EntrySerializer(many=True)
 
 
-class OrderRefundApi(IdempotentAPIView):
-    required_scopes = ["events:write"]
-
-    @extend_schema(
-        request=RefundInputSerializer,
-        responses={201: RefundOutputSerializer},
-        parameters=[idempotency_key_parameter()],
-        summary=_("Refund an order: reverse the points it earned, return the points it used"),
-    )
-    def post(self, request, *args, **kwargs):
-        return super().post(request, *args, **kwargs)
-
-    def perform_post(self, request, reference: str):
-        serializer = RefundInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = refund_order(
-            partner=request.user.partner,
-            reference=reference,
-            amount=serializer.validated_data.get("amount"),
-        )
-        return Response(
-            {
-                "points_reversed": result.points_reversed,
-                "entries": [entry_representation(e) for e in result.entries],
-            },
-            status=status.HTTP_201_CREATED,
-        )
-
-
 urlpatterns = [
     path("members/<str:external_id>/ledger", MemberLedgerApi.as_view(), name="api-member-ledger"),
     path(
@@ -181,5 +152,4 @@ urlpatterns = [
         MemberSpendApi.as_view(),
         name="api-member-spend",
     ),
-    path("orders/<str:reference>/refunds", OrderRefundApi.as_view(), name="api-order-refunds"),
 ]
