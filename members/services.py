@@ -614,6 +614,8 @@ def compute_segments(*, as_of: datetime | None = None) -> SegmentRun:
             "SELECT count(*) FROM members_segmentmembership WHERE as_of = %(day)s", params
         )
         memberships = cursor.fetchone()[0]
+        # ON COMMIT DROP does not fire when the caller's transaction encloses this one.
+        cursor.execute("DROP TABLE rfm_run")
     return SegmentRun(day=day, members_scored=scored, memberships=memberships)
 
 
