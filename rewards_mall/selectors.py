@@ -49,14 +49,16 @@ class Offer:
 
 def member_price(*, reward: Reward, member: Member | None) -> Price:
     """The price of one unit of `reward` for `member`: the explicit price of the member's tier
-    if the reward has one, else the list price. Uses `tier_prices` when prefetched.
-
-    Tier benefit discounts (the tiers issue) belong here and nowhere else.
+    if the reward has one, else the list points price with the tier's redemption price
+    adjustment (Tier.adjusted_points_price; the cash part is unchanged). Uses `tier_prices`
+    when prefetched.
     """
     if member is not None:
         for tier_price in _tier_prices(reward):
             if tier_price.tier_id == member.tier_id:
                 return Price(points=tier_price.points_price, cash=tier_price.cash_price)
+        points = member.tier.adjusted_points_price(reward.points_price)
+        return Price(points=points, cash=reward.cash_price)
     return Price(points=reward.points_price, cash=reward.cash_price)
 
 
