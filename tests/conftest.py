@@ -79,6 +79,26 @@ def entry_tier():
     return TierFactory(code="member", name="会员 Member", rank=0, growth_threshold=0)
 
 
+@pytest.fixture
+def broken_ledger():
+    """Marks a test that corrupts the ledger on purpose (no invariant check afterwards)."""
+
+
+@pytest.fixture(autouse=True)
+def _ledger_sound_after_every_database_test(request):
+    # check_ledger must be clean after the whole suite; checking after each test names the culprit.
+    yield
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from django.db import connection
+
+    if "broken_ledger" in request.fixturenames or connection.needs_rollback:
+        return  # corrupted on purpose, or the test already failed inside a transaction
+    from points.services import check_ledger_invariants
+
+    assert check_ledger_invariants() == []
+
+
 @pytest.fixture(autouse=True)
 def _english_outside_requests():
     # Assertions read English; requests still get the language the middleware picks (zh-hans).
