@@ -16,8 +16,14 @@ from campaigns.models import Event
 from members.exceptions import MemberFrozen
 from members.selectors import member_by_external_id
 from members.services import growth_for_purchase, growth_reverse_for_order
-from points.models import Order, Partner, ProgrammeSettings
-from points.services import EarnResult, RefundResult, record_purchase, refund_order
+from points.models import Order, Partner
+from points.services import (
+    EarnResult,
+    RefundResult,
+    programme_settings,
+    record_purchase,
+    refund_order,
+)
 
 SUPPORTED_TYPES = frozenset({"purchase"})
 
@@ -67,7 +73,7 @@ def record_event(*, partner: Partner, data: EventInput, dry_run: bool = False) -
     """
     if data.type not in SUPPORTED_TYPES:
         raise UnknownEventType(type=data.type)
-    programme = ProgrammeSettings.get()
+    programme = programme_settings()
     if data.currency and data.currency != programme.currency:
         raise CurrencyMismatch(
             _("This programme accounts in %(currency)s.") % {"currency": programme.currency}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -166,14 +167,26 @@ def _inconsistent(**data) -> LedgerInconsistent:
 # --- Programme settings ----------------------------------------------------------------------
 # Earning needs the expiry policy in Python; the copy kept here is re-validated by the earn
 # statement itself (its guard compares the fields), so a stale copy never writes anything.
-_programme_cache: ProgrammeSettings | None = None
+# Other fields (currency, point value, purchase rate) may lag an admin change made in another
+# process by at most PROGRAMME_CACHE_SECONDS; this process's own saves refresh it at once.
+_programme_cache: tuple[float, ProgrammeSettings] | None = None
 
 
 def _programme(*, fresh: bool = False) -> ProgrammeSettings:
     global _programme_cache
-    if fresh or _programme_cache is None:
-        _programme_cache = ProgrammeSettings.get()
-    return _programme_cache
+    max_age = getattr(settings, "PROGRAMME_CACHE_SECONDS", 5)
+    if fresh or _programme_cache is None or time.monotonic() - _programme_cache[0] > max_age:
+        _programme_cache = (time.monotonic(), ProgrammeSettings.get())
+    return _programme_cache[1]
+
+
+def programme_settings() -> ProgrammeSettings:
+    """The programme's settings for request paths, at most PROGRAMME_CACHE_SECONDS old.
+
+    Writes that depend on the expiry or pending settings re-check them in SQL (the earn guard),
+    so a stale copy can never be written into the ledger.
+    """
+    return _programme()
 
 
 @ledger_transaction

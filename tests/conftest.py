@@ -9,6 +9,9 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Tests change the programme settings between requests; the per-process copy would hide it
+    # (tests/ledger_api/test_programme_cache.py tests the cache itself).
+    settings.PROGRAMME_CACHE_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from members.exceptions import MemberClosed, MemberFrozen
@@ -87,6 +88,7 @@ def test_earn_records_its_event_in_the_outbox(member, partner):
     assert event.payload["reference"] == "r-1"
 
 
+@override_settings(PROGRAMME_CACHE_SECONDS=3600)
 def test_earn_is_one_sql_statement(member, partner, django_assert_num_queries):
     services.earn(member=member, points=1, partner=partner)  # the settings copy is warm now
 
@@ -191,6 +193,7 @@ def test_purchase_records_the_order_and_its_points(member, partner):
     assert Account.objects.get(member=member).available == 256
 
 
+@override_settings(PROGRAMME_CACHE_SECONDS=3600)
 def test_purchase_is_one_sql_statement(member, partner, django_assert_num_queries):
     purchase(member, partner, reference="warm-up")
 
