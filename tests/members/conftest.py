@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 from loyalty_site.api.keys import create_partner_key
 from members.models import GrowthSettings, Tier
 from points.models import ApiScope
-from points.services import check_ledger_invariants
 from tests.factories import TierFactory
 
 _keys = itertools.count(1)
@@ -84,11 +83,3 @@ def growth_settings(db):
         return row
 
     return apply
-
-
-@pytest.fixture(autouse=True)
-def _ledger_invariant_holds(request):
-    yield
-    if request.node.get_closest_marker("django_db") is None:
-        return
-    assert check_ledger_invariants() == []
