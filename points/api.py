@@ -1,4 +1,5 @@
-"""The ledger over HTTP (api.md): a member's entries, points as payment, order refunds."""
+"""The ledger over HTTP (api.md): a member's entries and points as payment (order refunds, which
+also take back growth value, are served by campaigns/api.py)."""
 
 from __future__ import annotations
 
