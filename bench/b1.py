@@ -37,8 +37,7 @@ END;
 """
 
 
-def _worker(args) -> int:
-    member_ids, start_at, seconds, seed = args
+def _worker(member_ids, seconds, seed, ready, results) -> None:
     import django
     from django.db import connection
 
@@ -48,17 +47,18 @@ def _worker(args) -> int:
     from points.services import earn
 
     partner = Partner.objects.get(name="Bench POS")
-    members = list(Member.objects.filter(id__in=member_ids))
+    members = list(Member.objects.select_related("tier").filter(id__in=member_ids))
+    earn(member=members[0], points=POINTS, partner=partner, reference="b1-warm-up")
     rng = random.Random(seed)
     done = 0
-    # Every worker starts the timed loop at the same wall-clock moment, after its set-up.
-    time.sleep(max(0.0, start_at - time.time()))
-    deadline = start_at + seconds
-    while time.time() < deadline:
+    # Every worker is set up (Django imported, connection open) before any starts timing.
+    ready.wait()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         earn(member=rng.choice(members), points=POINTS, partner=partner, reference="b1")
         done += 1
     connection.close()
-    return done
+    results.put(done)
 
 
 def main() -> None:
@@ -87,13 +87,18 @@ def main() -> None:
 
     member_ids = list(range(block.first_member_id, block.first_member_id + block.count))
     context = get_context("spawn")
-    start_at = time.time() + 15  # room for eight processes to import Django on two cores
-    with context.Pool(WORKERS) as pool:
-        counts = pool.map(
-            _worker,
-            [(member_ids, start_at, seconds, index) for index in range(WORKERS)],
-            chunksize=1,
-        )
+    ready = context.Barrier(WORKERS + 1)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_worker, args=(member_ids, seconds, index, ready, results))
+        for index in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    ready.wait(timeout=300)
+    counts = [results.get(timeout=seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join()
     service_tps = sum(counts) / seconds
     log(f"B1 service: {sum(counts):,} earns in {seconds} s by {WORKERS} workers")
 
