@@ -16,10 +16,11 @@ from members.sql import SETTINGS_CTE, settings_params
 
 def member_by_external_id(*, external_id: str) -> Member:
     """The member with this external id (tier loaded), or MemberNotFound (404 not_found)."""
-    member = Member.objects.select_related("tier").filter(external_id=external_id).first()
-    if member is None:
-        raise MemberNotFound(external_id=external_id)
-    return member
+    try:
+        # get(), not first(): no ORDER BY on the hot path of every partner call.
+        return Member.objects.select_related("tier").get(external_id=external_id)
+    except Member.DoesNotExist:
+        raise MemberNotFound(external_id=external_id) from None
 
 
 def member_search(*, queryset: QuerySet[Member], term: str) -> QuerySet[Member]:
