@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = _("Earning rules and campaigns")
+
+    def ready(self) -> None:
+        from campaigns.services import erase_event_personal_data
+        from members.personal_data import register_erasure_step
+
+        register_erasure_step(erase_event_personal_data)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -170,3 +171,15 @@ def refund_purchase(
     order = Order.objects.get(partner_id=partner.pk, reference=reference)
     growth_reverse_for_order(order=order)
     return result
+
+
+def erase_event_personal_data(*, member) -> None:
+    """Personal data erasure step (members.personal_data): stored event payloads keep their
+    amounts and items for audit and replay, but lose the member's old id and the attributes
+    (device, IP) a partner sent."""
+    Event.objects.filter(member=member).update(
+        payload=RawSQL(
+            "(payload - 'attributes') || jsonb_build_object('member', %s::text)",
+            (member.external_id,),
+        )
+    )

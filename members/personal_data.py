@@ -19,6 +19,23 @@ from members.selectors import member_segments
 
 FORMAT_VERSION = 1
 
+# Apps above members that keep personal data of their own (shipping addresses, logins, raw
+# event payloads) register a step here in their AppConfig.ready(); erase_member runs every step
+# in its transaction, so members never imports them and nothing is left behind.
+_erasure_steps: list = []
+
+
+def register_erasure_step(step):
+    """`step(*, member)` clears what its app holds about the member; returns the step."""
+    if step not in _erasure_steps:
+        _erasure_steps.append(step)
+    return step
+
+
+def run_erasure_steps(*, member: Member) -> None:
+    for step in _erasure_steps:
+        step(member=member)
+
 
 def _value(value):
     if isinstance(value, datetime | date):

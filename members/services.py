@@ -658,6 +658,9 @@ def erase_member(*, member: Member, operator: AbstractBaseUser | None, reason: s
     locked.marketing_consent = False
     locked.status = Member.Status.CLOSED
     locked.save()
+    from members.personal_data import run_erasure_steps
+
+    run_erasure_steps(member=locked)
     with connection.cursor() as cursor:
         cursor.execute(
             """

@@ -566,3 +566,13 @@ def _check_mall_password(login: str, password: str) -> Member | None:
     if credential.member.status == Member.Status.CLOSED:
         return None
     return credential.member
+
+
+def erase_mall_personal_data(*, member: Member) -> None:
+    """Personal data erasure step (members.personal_data): shipping addresses, the mall password
+    and login links go; redemptions, their points and stock figures stay."""
+    Redemption.objects.filter(member=member).exclude(shipping_address={}).update(
+        shipping_address={"erased": True}
+    )
+    MallCredential.objects.filter(member=member).delete()
+    MallLoginLink.objects.filter(member=member).delete()

@@ -87,3 +87,33 @@ def test_the_erase_command_needs_a_reason_and_erases(member):
     call_command("erase_member", "u-1001", "--reason", "PIPL request 42")
 
     assert Member.objects.get(pk=member.pk).phone == ""
+
+
+def test_erasure_also_clears_what_the_mall_and_the_event_log_hold(member):
+    # given: an address on a redemption, a mall password and login link, an event with attributes
+    from campaigns.models import Event
+    from rewards_mall.models import MallCredential, MallLoginLink, Redemption
+    from rewards_mall.services import create_mall_link, redeem, set_mall_password
+    from tests.factories import RewardFactory
+
+    RewardFactory(code="tea-set", points_price=100)
+    address = {"name": "王小明", "phone": "13812345678", "line1": "上海市 南京西路 1 号"}
+    redemption = redeem(member=member, reward_code="tea-set", shipping_address=address)
+    set_mall_password(member=member, raw="correct horse battery")
+    create_mall_link(member=member)
+    Event.objects.filter(member=member).update(
+        payload={"member": "u-1001", "amount": "1200.00", "attributes": {"ip": "10.1.2.3"}}
+    )
+
+    # when
+    erase_member(member=member, operator=None, reason="PIPL request 43")
+
+    # then
+    redemption.refresh_from_db()
+    assert redemption.shipping_address == {"erased": True}
+    assert redemption.points_spent == 100
+    assert not MallCredential.objects.filter(member=member).exists()
+    assert not MallLoginLink.objects.filter(member=member).exists()
+    payload = Event.objects.get(member=member).payload
+    assert payload == {"member": f"erased-{member.pk}", "amount": "1200.00"}
+    assert Redemption.objects.filter(member=member).count() == 1
