@@ -237,6 +237,10 @@ IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
 MALL_BASE_URL = env.str("MALL_BASE_URL", default="")
 # A verified API key is trusted this long per process; revoking one takes effect within it.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
+# How old the per-process copy of the programme settings may be on request paths.
+PROGRAMME_CACHE_SECONDS = env.float("PROGRAMME_CACHE_SECONDS", default=5)
+# Off behind a transaction-pooling PgBouncer that cannot keep prepared statements.
+LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True)
 
 LOGGING = {
     "version": 1,
