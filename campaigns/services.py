@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -22,6 +22,7 @@ from points.services import (
     EarnResult,
     RefundResult,
     programme_settings,
+    purchase_available_at,
     record_purchase,
     refund_order,
 )
@@ -88,13 +89,10 @@ def record_event(*, partner: Partner, data: EventInput, dry_run: bool = False) -
         if a.points > 0
     ]
     points = sum(award.points for award in awards)
-    # The return window runs from the purchase; a purchase older than the window is available.
     now = timezone.now()
-    available_at = None
-    if programme.pending_days:
-        available_at = (data.occurred_at or now) + timedelta(days=programme.pending_days)
-        if available_at <= now:
-            available_at = None
+    available_at = purchase_available_at(
+        occurred_at=data.occurred_at or now, programme=programme, now=now
+    )
     pending = points if available_at is not None else 0
     if dry_run:
         return EventOutcome(

@@ -541,8 +541,8 @@ def _credit(
     for _attempt in range(3):
         programme = _programme()
         release_at = available_at
-        if release_at is None and purchase is not None and programme.pending_days:
-            release_at = earned_at + timedelta(days=programme.pending_days)
+        if release_at is None and purchase is not None:
+            release_at = purchase_available_at(occurred_at=earned_at, programme=programme, now=now)
         pending = release_at is not None and release_at > now
         lot_expires_at = expires_at
         if lot_expires_at is None:
@@ -726,11 +726,16 @@ def record_purchase(
     return PurchaseResult(order=order, earn=earn_result)
 
 
-def purchase_points(*, amount: Decimal, paid_with_points: Decimal = Decimal("0")) -> int:
-    """The default purchase rule: points per 1.00 of the part not paid with points, rounded down."""
-    programme = ProgrammeSettings.get()
-    base = max(Decimal(amount) - Decimal(paid_with_points or 0), Decimal("0"))
-    return int((base * programme.purchase_points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
+def purchase_available_at(
+    *, occurred_at: datetime, programme: ProgrammeSettings, now: datetime | None = None
+) -> datetime | None:
+    """When a purchase's points become available: `pending_days` (the return window) after the
+    purchase; None when there is no window or it has already passed. The one place the window
+    is applied, for real events and dry runs alike."""
+    if not programme.pending_days:
+        return None
+    available_at = occurred_at + timedelta(days=programme.pending_days)
+    return available_at if available_at > (now or timezone.now()) else None
 
 
 # --- Debit: FIFO over the active lots -------------------------------------------------------------

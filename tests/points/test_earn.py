@@ -18,7 +18,7 @@ from points.exceptions import (
     InvalidPoints,
     ReferenceOfAnotherMember,
 )
-from points.models import Account, Entry, Lot, Order, OutboxEvent, ProgrammeSettings
+from points.models import Account, Entry, Lot, Order, OutboxEvent
 from points.selectors import member_points_summary
 from tests.factories import MemberFactory
 from tests.points.conftest import at
@@ -289,18 +289,6 @@ def test_purchase_validates_its_amounts_and_reference(
         purchase(
             member, partner, reference=reference, amount=amount, paid_with_points=paid_with_points
         )
-
-
-def test_purchase_points_follow_the_default_rule_rounded_down(member, configure):
-    assert services.purchase_points(amount=Decimal("256.99")) == 256
-    assert services.purchase_points(amount=Decimal("100.00"), paid_with_points=Decimal("5")) == 95
-
-    configure(purchase_points_per_unit=Decimal("2.5"))
-    assert services.purchase_points(amount=Decimal("3.99")) == 9
-
-    # A rate changed behind the services' back is seen at once.
-    ProgrammeSettings.objects.filter(pk=1).update(purchase_points_per_unit=Decimal("3"))
-    assert services.purchase_points(amount=Decimal("3.99")) == 11
 
 
 def test_accounts_are_created_once_per_member_even_when_asked_twice(member):

@@ -29,13 +29,13 @@ from django.db.models import Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from campaigns import rules
 from loyalty_site.api.keys import create_partner_key
 from members.models import Member
 from members.services import member_upsert
 from points.models import Account, ApiScope, Lot, Partner, ProgrammeSettings
 from points.services import (
     expire_lots,
-    purchase_points,
     record_purchase,
     refund_order,
     release_pending_points,
@@ -283,11 +283,19 @@ class HistoryTotals:
     lots_expired: int = 0
 
 
+def _purchase_points(amount: Decimal, paid_with_points: Decimal, rate: Decimal) -> int:
+    """What POST /events awards for this purchase: the programme's purchase rule."""
+    facts = rules.EventFacts(type="purchase", amount=amount, paid_with_points=paid_with_points)
+    return sum(award.points for award in rules.evaluate(facts, points_per_unit=rate))
+
+
 def replay_history(*, events: list[DemoEvent], partner: Partner, now: datetime) -> HistoryTotals:
     """Write `events` through the ledger services in time order, running the nightly jobs for
     every night between them. Call inside a transaction."""
     zone = timezone.get_current_timezone()
-    currency = ProgrammeSettings.get().currency
+    programme = ProgrammeSettings.get()
+    currency = programme.currency
+    rate = programme.purchase_points_per_unit
     members = {m.external_id: m for m in Member.objects.filter(external_id__startswith="demo-")}
     totals = HistoryTotals()
     clock = LedgerClock()
@@ -353,7 +361,7 @@ def replay_history(*, events: list[DemoEvent], partner: Partner, now: datetime) 
                 amount=event.amount,
                 currency=currency,
                 paid_with_points=paid_with_points,
-                points=purchase_points(amount=event.amount, paid_with_points=paid_with_points),
+                points=_purchase_points(event.amount, paid_with_points, rate),
                 occurred_at=event.at,
             )
             totals.purchases += 1
