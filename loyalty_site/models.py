@@ -31,3 +31,27 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_id}:{self.key}"
+
+
+class SingletonSettings(models.Model):
+    """Settings kept in exactly one row (pk=1), edited in admin; the database refuses a second.
+
+    `get()` reads the row fresh and creates it with the field defaults when it is missing (a
+    test that emptied the tables, a fresh database before the data migration ran).
+    """
+
+    SINGLETON_PK = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="%(class)s_singleton"),
+        ]
+
+    @classmethod
+    def get(cls):
+        row, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        return row

@@ -13,6 +13,8 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.models import SingletonSettings
+
 # Unambiguous characters only: members read referral codes aloud and type them on phones.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 REFERRAL_CODE_LENGTH = 6
@@ -252,15 +254,12 @@ class MemberStatusChange(models.Model):
         return f"{self.member_id}: {self.from_status} -> {self.to_status}"
 
 
-class GrowthSettings(models.Model):
+class GrowthSettings(SingletonSettings):
     """How growth value (成长值) is earned and how tiers are kept: one row (pk=1), edited in admin.
 
     Growth is kept apart from points: its own append-only entries, never spendable.
     """
 
-    SINGLETON_PK = 1
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
     growth_per_unit = models.DecimalField(
         _("growth per 1.00 spent"),
         max_digits=10,
@@ -287,23 +286,13 @@ class GrowthSettings(models.Model):
         validators=[MinValueValidator(1)],
         help_text=_("How many tiers a member can move down at the end of one tier period."),
     )
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
-    class Meta:
+    class Meta(SingletonSettings.Meta):
         verbose_name = _("growth and tier settings")
         verbose_name_plural = _("growth and tier settings")
-        constraints = [
-            models.CheckConstraint(condition=models.Q(id=1), name="growthsettings_singleton"),
-        ]
 
     def __str__(self) -> str:
         return str(_("Growth and tier settings"))
-
-    @classmethod
-    def get(cls) -> GrowthSettings:
-        """The settings row (created with the defaults when missing)."""
-        row, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
-        return row
 
 
 class GrowthEventRule(models.Model):

@@ -14,6 +14,7 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
+from loyalty_site.models import SingletonSettings
 from members.models import Member
 
 # TRUNCATE is refused unless the session says otherwise: only the test suite's database does
@@ -92,7 +93,7 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(_("Unknown time zone: %(zone)s"), params={"zone": value})
 
 
-class ProgrammeSettings(models.Model):
+class ProgrammeSettings(SingletonSettings):
     """The programme's ledger settings: one row (pk=1), created by a migration, edited in admin.
 
     The expiry date is fixed on each lot when it is earned: changing the policy here never moves
@@ -111,9 +112,6 @@ class ProgrammeSettings(models.Model):
         ALLOW_NEGATIVE = "allow_negative", _("allow a negative balance down to the limit")
         WRITE_OFF = "write_off", _("write off what was already spent")
 
-    SINGLETON_PK = 1
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
     point_value = models.DecimalField(
         _("value of one point"),
         max_digits=12,
@@ -166,23 +164,13 @@ class ProgrammeSettings(models.Model):
         default=0,
         help_text=_("How far below zero a member's available points may go (0 = never)."),
     )
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
-    class Meta:
+    class Meta(SingletonSettings.Meta):
         verbose_name = _("programme settings")
         verbose_name_plural = _("programme settings")
-        constraints = [
-            models.CheckConstraint(condition=models.Q(id=1), name="programmesettings_singleton"),
-        ]
 
     def __str__(self) -> str:
         return str(_("Programme settings"))
-
-    @classmethod
-    def get(cls) -> ProgrammeSettings:
-        """The settings row, read fresh (created with the defaults if a test emptied it)."""
-        settings_row, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
-        return settings_row
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
