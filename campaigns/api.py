@@ -139,7 +139,12 @@ class EventCreateApi(IdempotentAPIView):
             "points_awarded": outcome.points_awarded,
             "points_pending": outcome.points_pending,
             "entries": [entry_representation(e) for e in outcome.entries],
-            "rules_applied": [{"rule": a.rule, "points": a.points} for a in outcome.rules_applied],
+            # The event's member's lines; an inviter's referral reward is in the stored event.
+            "rules_applied": [
+                {"rule": a.rule, "points": a.points}
+                for a in outcome.rules_applied
+                if a.member is None
+            ],
             "held_for_review": outcome.held_for_review,
         }
         if dry_run:

@@ -11,3 +11,7 @@ class CampaignsConfig(AppConfig):
         from members.personal_data import register_erasure_step
 
         register_erasure_step(erase_event_personal_data)
+
+        from campaigns import signals
+
+        signals.connect()

@@ -47,3 +47,9 @@ class MemberErased(MemberError):
     code = "validation_error"
     status = 422
     default_message = _("This member's personal data was already erased.")
+
+
+class AlreadyCheckedIn(MemberError):
+    code = "validation_error"
+    status = 422
+    default_message = _("The member has already checked in today.")

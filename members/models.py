@@ -538,3 +538,25 @@ class SegmentSize(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment_id} {self.as_of}: {self.members}"
+
+
+class CheckIn(models.Model):
+    """A member's daily check-in (签到): at most one per day in the programme's time zone."""
+
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="check_ins", verbose_name=_("member")
+    )
+    day = models.DateField(_("day"))
+    streak = models.PositiveIntegerField(_("streak (days in a row)"))
+    created_at = models.DateTimeField(_("created at"), db_default=Now())
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name = _("check-in")
+        verbose_name_plural = _("check-ins")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "day"], name="check_in_once_a_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} {self.day} ({self.streak})"

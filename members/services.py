@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from members.exceptions import (
+    AlreadyCheckedIn,
     InvalidGrowth,
     InvalidStatusChange,
     MemberErased,
@@ -20,6 +21,7 @@ from members.exceptions import (
     UnknownReferralCode,
 )
 from members.models import (
+    CheckIn,
     GrowthEntry,
     GrowthEventRule,
     Member,
@@ -680,3 +682,39 @@ def erase_member(*, member: Member, operator: AbstractBaseUser | None, reason: s
         setattr(member, field, getattr(locked, field))
     member.status = locked.status
     return locked
+
+
+# --- Daily check-in (签到) -----------------------------------------------------------------------
+_CHECK_IN_SQL = """
+INSERT INTO members_checkin (member_id, day, streak, created_at)
+SELECT %(member_id)s, %(day)s,
+       COALESCE((SELECT streak FROM members_checkin
+                  WHERE member_id = %(member_id)s AND day = %(day)s::date - 1), 0) + 1,
+       now()
+ON CONFLICT (member_id, day) DO NOTHING
+RETURNING streak
+"""
+
+
+def check_in_streak(*, member: Member, day: date) -> int:
+    """The streak a check-in on `day` would have (1 + yesterday's), without writing; raises
+    AlreadyCheckedIn when the member has checked in that day."""
+    rows = dict(
+        CheckIn.objects.filter(member=member, day__in=[day, day - timedelta(days=1)]).values_list(
+            "day", "streak"
+        )
+    )
+    if day in rows:
+        raise AlreadyCheckedIn()
+    return rows.get(day - timedelta(days=1), 0) + 1
+
+
+def record_check_in(*, member: Member, day: date) -> int:
+    """Record the member's check-in on `day` (a local date) and return its streak; at most once
+    a day, enforced by a unique constraint (two concurrent check-ins: one wins)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CHECK_IN_SQL, {"member_id": member.pk, "day": day})
+        row = cursor.fetchone()
+    if row is None:
+        raise AlreadyCheckedIn()
+    return row[0]

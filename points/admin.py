@@ -89,7 +89,7 @@ class ProgrammeSettingsAdmin(admin.ModelAdmin):
 
     fieldsets = [
         (_("Value"), {"fields": ["point_value", "currency", "time_zone"]}),
-        (_("Earning"), {"fields": ["purchase_points_per_unit", "pending_days"]}),
+        (_("Earning"), {"fields": ["pending_days"]}),
         (_("Expiry"), {"fields": ["expiry_policy", "expiry_period"]}),
         (
             _("Refunds and debt"),

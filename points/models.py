@@ -144,14 +144,6 @@ class ProgrammeSettings(SingletonSettings):
         default=0,
         help_text=_("Return window: purchase points become available after this many days."),
     )
-    purchase_points_per_unit = models.DecimalField(
-        _("purchase points per 1.00"),
-        max_digits=10,
-        decimal_places=4,
-        default=Decimal("1"),
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text=_("Points a purchase earns per 1.00 of currency, rounded down."),
-    )
     refund_after_spend_policy = models.CharField(
         _("refund after spend"),
         max_length=32,

@@ -52,7 +52,7 @@ from points.exceptions import (
     OrderNotFound,
     ReferenceOfAnotherMember,
 )
-from points.lock_objects import lock_account, lock_account_of_member, lock_order
+from points.lock_objects import lock_account, lock_account_of_member, lock_accounts, lock_order
 from points.models import (
     Account,
     Allocation,
@@ -303,6 +303,17 @@ def _lock_account_for(member: Member) -> Account:
         account_for_member(member=member)
         account = lock_account_of_member(member_id=member.pk)
     return account
+
+
+def lock_member_accounts(*, members: list[Member]) -> dict[int, Account]:
+    """Lock the accounts of these members (created first when missing) in ascending account id
+    order (docs/adr/0001), for a caller that must read-then-write under them (earning caps, a
+    referral that credits two members). Returns {member id: account}."""
+    ids = []
+    for member in members:
+        account = Account.objects.filter(member_id=member.pk).only("pk").first()
+        ids.append((account or account_for_member(member=member)).pk)
+    return {account.member_id: account for account in lock_accounts(account_ids=ids)}
 
 
 # --- Credit: one statement that creates an entry and its lot (the hot path) ---------------------

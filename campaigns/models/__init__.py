@@ -2,5 +2,39 @@
 reads on its own; Django finds them through this package."""
 
 from campaigns.models.events import Event
+from campaigns.models.rules import (
+    PURCHASE,
+    Campaign,
+    CheckInReward,
+    EarningRule,
+    EventType,
+    ExcludedProduct,
+    Experiment,
+    ExperimentArm,
+    MemberTask,
+    ReferralReward,
+    ReferralSettings,
+    RulebookState,
+    RuleRate,
+    RuleUsage,
+    TaskProgress,
+)
 
-__all__ = ["Event"]
+__all__ = [
+    "PURCHASE",
+    "Campaign",
+    "CheckInReward",
+    "EarningRule",
+    "Event",
+    "EventType",
+    "ExcludedProduct",
+    "Experiment",
+    "ExperimentArm",
+    "MemberTask",
+    "ReferralReward",
+    "ReferralSettings",
+    "RuleRate",
+    "RuleUsage",
+    "RulebookState",
+    "TaskProgress",
+]

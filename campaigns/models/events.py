@@ -35,6 +35,9 @@ class Event(models.Model):
     points_pending = models.IntegerField(_("points pending"), default=0)
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
     rules_applied = models.JSONField(_("rules applied"), default=list)
+    # Who the member was when the rules ran (tier, multiplier, segments, A/B arms): what a
+    # replay (simulation) needs to evaluate the event exactly as it was evaluated.
+    context = models.JSONField(_("context"), default=dict)
 
     class Meta:
         verbose_name = _("event")

@@ -29,7 +29,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from campaigns import rules
+from campaigns import engine
 from loyalty_site.api.keys import create_partner_key
 from members.models import Member
 from members.services import member_upsert
@@ -283,10 +283,19 @@ class HistoryTotals:
     lots_expired: int = 0
 
 
-def _purchase_points(amount: Decimal, paid_with_points: Decimal, rate: Decimal) -> int:
-    """What POST /events awards for this purchase: the programme's purchase rule."""
-    facts = rules.EventFacts(type="purchase", amount=amount, paid_with_points=paid_with_points)
-    return sum(award.points for award in rules.evaluate(facts, points_per_unit=rate))
+def _purchase_points(amount: Decimal, paid_with_points: Decimal, book, moment, tier) -> int:
+    """What POST /events awards for this purchase by the programme's earning rules (no caps or
+    budgets in the demo programme)."""
+    facts = engine.Facts(
+        type="purchase",
+        local=moment,
+        partner_id=None,
+        amount=amount,
+        paid_with_points=paid_with_points,
+        tier_id=tier.pk,
+        tier_multiplier=tier.earn_multiplier,
+    )
+    return sum(outcome.with_campaign for outcome in engine.evaluate(book, facts).rules)
 
 
 def replay_history(*, events: list[DemoEvent], partner: Partner, now: datetime) -> HistoryTotals:
@@ -295,7 +304,7 @@ def replay_history(*, events: list[DemoEvent], partner: Partner, now: datetime) 
     zone = timezone.get_current_timezone()
     programme = ProgrammeSettings.get()
     currency = programme.currency
-    rate = programme.purchase_points_per_unit
+    book = engine.load_rulebook()
     members = {m.external_id: m for m in Member.objects.filter(external_id__startswith="demo-")}
     totals = HistoryTotals()
     clock = LedgerClock()
@@ -361,7 +370,9 @@ def replay_history(*, events: list[DemoEvent], partner: Partner, now: datetime) 
                 amount=event.amount,
                 currency=currency,
                 paid_with_points=paid_with_points,
-                points=_purchase_points(event.amount, paid_with_points, rate),
+                points=_purchase_points(
+                    event.amount, paid_with_points, book, event.at.astimezone(zone), member.tier
+                ),
                 occurred_at=event.at,
             )
             totals.purchases += 1
