@@ -329,8 +329,9 @@ class Facts:
 
 def arm_bucket(*, experiment_code: str, member_key: str) -> int:
     """A stable 0..9999 bucket for a member in an experiment: same member, same arm, always."""
+    # 7 bytes: a positive bigint in SQL too (campaigns.experiments computes the same in SQL).
     digest = hashlib.sha256(f"{experiment_code}:{member_key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 10_000
+    return int.from_bytes(digest[:7], "big") % 10_000
 
 
 def arms_for(book: Rulebook, *, member_key: str) -> frozenset[int]:

@@ -748,3 +748,37 @@ def erase_event_personal_data(*, member) -> None:
             (member.external_id,),
         )
     )
+
+
+# --- The default programme ------------------------------------------------------------------------
+DEFAULT_EVENT_TYPES = [
+    ("purchase", "购物 / Purchase"),
+    ("registration", "注册 / Registration"),
+    ("check_in", "签到 / Check-in"),
+    ("review", "评价 / Review"),
+    ("share", "分享 / Share"),
+    ("birthday", "生日 / Birthday"),
+    ("referral", "邀请 / Referral"),
+]
+DEFAULT_PURCHASE_RULE = "default-purchase"
+
+
+def ensure_default_programme() -> None:
+    """The default programme's event types and purchase rule (1 point per 1.00), as migration
+    campaigns.0003 creates them; for a database whose tables were emptied (tests, a reset)."""
+    from campaigns.models import EarningRule, EventType, RulebookState
+
+    for code, name in DEFAULT_EVENT_TYPES:
+        EventType.objects.get_or_create(code=code, defaults={"name": name})
+    EarningRule.objects.get_or_create(
+        code=DEFAULT_PURCHASE_RULE,
+        defaults={
+            "name": "消费返积分 / Points on purchases",
+            "event_type": PURCHASE,
+            "status": EarningRule.Status.ACTIVE,
+            "priority": 10,
+            "points_per_unit": Decimal("1"),
+        },
+    )
+    RulebookState.bump()
+    engine.drop_local_rulebook()

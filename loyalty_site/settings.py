@@ -239,6 +239,9 @@ MALL_BASE_URL = env.str("MALL_BASE_URL", default="")
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
 # How old the per-process copy of the programme settings may be on request paths.
 PROGRAMME_CACHE_SECONDS = env.float("PROGRAMME_CACHE_SECONDS", default=5)
+# How often a process checks whether earning rules or campaigns changed (campaigns.engine);
+# its own changes take effect at once, other processes' within this many seconds.
+RULEBOOK_CHECK_SECONDS = env.float("RULEBOOK_CHECK_SECONDS", default=2)
 # Off behind a transaction-pooling PgBouncer that cannot keep prepared statements.
 LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True)
 

@@ -12,6 +12,8 @@ def pytest_configure(config):
     # Tests change the programme settings between requests; the per-process copy would hide it
     # (tests/ledger_api/test_programme_cache.py tests the cache itself).
     settings.PROGRAMME_CACHE_SECONDS = 0
+    # Likewise the compiled rulebook: every event reads the rulebook's version.
+    settings.RULEBOOK_CHECK_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +111,21 @@ def _english_outside_requests():
 
     with translation.override("en"):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _default_programme(request):
+    """The default programme's rules (migration campaigns.0003) in every database test, also
+    after a transactional test emptied the tables; no compiled rulebook carried between tests."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        yield
+        return
+    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
+    from campaigns.services import ensure_default_programme
+
+    ensure_default_programme()
+    yield
+    from campaigns import engine
+
+    engine.drop_local_rulebook()
