@@ -44,12 +44,10 @@ def _schedules(campaign: Campaign) -> dict[str, dict]:
     result = {}
     for edge, shift in (("start", 0), ("stop", 1)):
         field = "day_of_week" if weekly else "day_of_month"
+        fields = {"day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
+        fields[field] = _cron_days(days, shift, weekly=weekly) or "*"
         crontab, _ = CrontabSchedule.objects.get_or_create(
-            minute="0",
-            hour="0",
-            timezone=zone,
-            **{"day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
-            **{field: _cron_days(days, shift, weekly=weekly) or "*"},
+            minute="0", hour="0", timezone=zone, **fields
         )
         result[edge] = {"crontab": crontab}
     return result

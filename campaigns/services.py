@@ -124,14 +124,19 @@ class _State:
         return (row[0], row[1]) if row else (0, Decimal("0"))
 
     def charge_budget(self, *, table: str, row_id: int, points: int) -> int:
-        """Points of `points` the budget still has (all, some or none)."""
+        """Points of `points` the budget still has (all, some or none), counting what this
+        event already took from it (a campaign's extra, then its bonus)."""
+        taken = self.__dict__.setdefault("_taken", {})
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT GREATEST(budget_points - budget_used, 0) FROM {table} WHERE id = %s",
                 [row_id],
             )
             row = cursor.fetchone()
-        return min(points, row[0]) if row else 0
+        left = max(0, row[0] - taken.get((table, row_id), 0)) if row else 0
+        granted = min(points, left)
+        taken[(table, row_id)] = taken.get((table, row_id), 0) + granted
+        return granted
 
     def check_in(self, *, member: Member, day) -> int:
         return check_in_streak(member=member, day=day)

@@ -40,12 +40,12 @@ def bar_chart(days: list[simulation.Day]) -> str:
             h = (height - 2 * pad) * value / top
             parts.append(
                 format_html(
-                    '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}">'
+                    '<rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
                     "<title>{} {}: {}</title></rect>",
-                    x + offset,
-                    height - pad - h,
-                    bar,
-                    h,
+                    f"{x + offset:.1f}",
+                    f"{height - pad - h:.1f}",
+                    f"{bar:.1f}",
+                    f"{h:.1f}",
                     colour,
                     day.day,
                     label,

@@ -4,6 +4,7 @@ import django.contrib.postgres.fields
 import django.core.validators
 import django.db.models.deletion
 import django.db.models.functions.datetime
+import django.utils.timezone
 from decimal import Decimal
 from django.db import migrations, models
 
@@ -50,7 +51,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('code', models.SlugField(max_length=32, unique=True, verbose_name='code')),
                 ('name', models.CharField(max_length=128, verbose_name='name')),
-                ('started_at', models.DateTimeField(default=django.db.models.functions.datetime.Now, verbose_name='started at')),
+                ('started_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='started at')),
                 ('is_active', models.BooleanField(default=True, verbose_name='active')),
             ],
             options={

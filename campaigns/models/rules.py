@@ -15,6 +15,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from loyalty_site.models import SingletonSettings
@@ -43,7 +44,7 @@ class Experiment(models.Model):
 
     code = models.SlugField(_("code"), max_length=32, unique=True)
     name = models.CharField(_("name"), max_length=128)
-    started_at = models.DateTimeField(_("started at"), default=Now)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
     is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
