@@ -18,6 +18,7 @@ from points.exceptions import InsufficientPoints, TransferLimitExceeded
 from points.models import Account, Conversion, Entry, ExchangePartner, Transfer
 from points.services import check_ledger_invariants
 from tests.concurrency.conftest import TRANSACTIONAL
+from tests.concurrency.test_lock_order import locks_and_writes, statements_run
 from tests.concurrency.threads import run_concurrently, unexpected
 from tests.factories import ExchangePartnerFactory, MemberFactory
 
@@ -178,3 +179,21 @@ def test_concurrent_duplicates_of_one_idempotency_key_transfer_once(limits):
     assert balances([sender, recipient]) == [800, 100]
     assert ExchangePartner.objects.count() == 1
     assert check_ledger_invariants() == []
+
+
+def test_a_transfer_locks_both_accounts_in_id_order_before_it_writes(limits):
+    limits(out=None, into=None)
+    first, second = MemberFactory(), MemberFactory()
+    for member in (first, second):
+        services.earn(member=member, points=100)
+    # The higher account id gives to the lower one: the lock still takes the lower id first.
+    sender, recipient = sorted([first, second], key=lambda m: -m.account.pk)
+
+    with statements_run() as statements:
+        services.transfer_points(sender=sender, recipient=recipient, points=10)
+
+    events = locks_and_writes(statements)
+    writes = [index for index, (what, _table) in enumerate(events) if what != "lock"]
+    assert events[: writes[0]] == [("lock", "points_account")], events
+    lock_sql = next(sql for sql in statements if "FOR UPDATE" in sql)
+    assert 'ORDER BY "points_account"."id" ASC' in lock_sql, lock_sql
