@@ -175,17 +175,22 @@ class TransferOutputSerializer(serializers.Serializer):
     )
 
 
-def _transfer_entry(entry: Entry, member: Member, partner) -> dict:
+def _credit_or_debit_representation(entry: Entry, partner) -> dict:
+    """An entry of a transfer or conversion; one that credits points made a new lot, so it
+    says when that lot expires, as an earn does."""
     entry.partner = partner
-    body = {**entry_representation(entry), "member": member.external_id}
+    body = entry_representation(entry)
     if entry.amount > 0:
-        # The receiving side is a new lot: say when it expires, as for an earn.
         body["expires_at"] = (
             serializers.DateTimeField().to_representation(entry.expires_at)
             if entry.expires_at
             else None
         )
     return body
+
+
+def _transfer_entry(entry: Entry, member: Member, partner) -> dict:
+    return {**_credit_or_debit_representation(entry, partner), "member": member.external_id}
 
 
 class MemberTransferApi(IdempotentAPIView):
@@ -327,10 +332,9 @@ class MemberConvertApi(IdempotentAPIView):
             partner=partner,
             reference=data["reference"],
         )
-        result.entry.partner = partner
         return Response(
             {
-                "entry": entry_representation(result.entry),
+                "entry": _credit_or_debit_representation(result.entry, partner),
                 "rate": f"{result.rate.normalize():f}",
                 "points": result.points,
                 "partner_units": result.partner_units,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -67,6 +68,7 @@ def test_in_credits_a_new_lot_expiring_by_the_programme_policy(pos, alice, airli
     assert lot.expires_at == expiry.lot_expiry(
         entry.created_at, programme=ProgrammeSettings.get(), tier=alice.tier
     )
+    assert datetime.fromisoformat(body["entry"]["expires_at"]) == lot.expires_at
 
 
 def test_the_adjustment_factor_moves_the_rate(pos, alice, airline):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -45,6 +45,8 @@ def test_a_transfer_writes_one_entry_on_each_side_and_moves_the_points(pos, alic
     # The receiver's points are a new lot of their own.
     lot = Lot.objects.get(earn_entry_id=into["id"])
     assert (lot.amount, lot.remaining, lot.state) == (300, 300, "active")
+    assert datetime.fromisoformat(into["expires_at"]) == lot.expires_at
+    assert "expires_at" not in out
     transfer_row = Transfer.objects.get()
     assert (transfer_row.out_entry_id, transfer_row.in_entry_id) == (out["id"], into["id"])
     # Both members see it in their ledger.
