@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from points import expiry, services
 from points.models import Account, Entry, Lot, ProgrammeSettings, Transfer
@@ -235,3 +236,19 @@ def test_the_ledger_entries_expire_like_any_other_points(alice, bob):
 
     assert lots == 1
     assert available("u-bob") == 1000
+
+
+def test_the_database_refuses_a_second_transfer_with_the_same_reference(alice, bob):
+    first = services.transfer_points(sender=alice, recipient=bob, points=1, reference="gift-1")
+    services.transfer_points(sender=alice, recipient=bob, points=1)  # no reference: no claim
+    services.transfer_points(sender=alice, recipient=bob, points=1)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Transfer.objects.create(
+            reference="gift-1",
+            from_account_id=first.transfer.from_account_id,
+            to_account_id=first.transfer.to_account_id,
+            points=1,
+            created_at=first.transfer.created_at,
+        )
+    assert Transfer.objects.count() == 3
