@@ -66,7 +66,7 @@ class LedgerInconsistent(PointsError):
 
 
 # --- Transfers and exchange (docs/adr/0016) ----------------------------------------------------
-class TransferLimitExceeded(PointsError):
+class DailyLimitExceeded(PointsError):
     """A daily limit of transfers or conversions would be passed; nothing was moved."""
 
     code = "limit_exceeded"

@@ -45,6 +45,7 @@ from points import expiry
 from points.exceptions import (
     AlreadyGivenBack,
     AlreadyRefunded,
+    DailyLimitExceeded,
     DuplicateReference,
     InsufficientPoints,
     InvalidConversion,
@@ -54,7 +55,6 @@ from points.exceptions import (
     LedgerInconsistent,
     OrderNotFound,
     ReferenceOfAnotherMember,
-    TransferLimitExceeded,
     UnknownExchangeProgramme,
 )
 from points.lock_objects import lock_account, lock_account_of_member, lock_accounts, lock_order
@@ -1796,7 +1796,7 @@ def _day_bounds(now: datetime, programme: ProgrammeSettings) -> tuple[datetime, 
 
 def _check_daily_limit(*, limit: int | None, used: int, points: int, what: str) -> None:
     if limit is not None and used + points > limit:
-        raise TransferLimitExceeded(
+        raise DailyLimitExceeded(
             _("Daily limit of %(limit)s points (%(what)s): %(used)s already used today.")
             % {"limit": limit, "what": what, "used": used},
             limit=limit,
@@ -1860,7 +1860,7 @@ def transfer_points(
     zone) are checked under those locks. The sender's points leave FIFO; the recipient gets a
     NEW lot whose expiry follows the points given (`_received_lot_expiry`). Refused before
     anything is written: `InsufficientPoints`, `MemberFrozen` (either side), `MemberClosed`,
-    `TransferLimitExceeded`, `InvalidTransfer` (to oneself), `DuplicateReference` (a reference
+    `DailyLimitExceeded`, `InvalidTransfer` (to oneself), `DuplicateReference` (a reference
     names one transfer per partner). Lifetime counters do not move: the points stay in the
     programme.
     """
@@ -2007,7 +2007,7 @@ def convert_points(
     partner and direction, in our points, per calendar day in the programme's time zone,
     checked under the account lock. Refused before anything is written:
     `UnknownExchangeProgramme`, `InvalidConversion` (too small for one unit or one point),
-    `InsufficientPoints`, `MemberFrozen`, `MemberClosed`, `TransferLimitExceeded`,
+    `InsufficientPoints`, `MemberFrozen`, `MemberClosed`, `DailyLimitExceeded`,
     `DuplicateReference`.
     """
     _validate_points(amount)

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from loyalty_site.api.keys import create_partner_key
 from points import services
-from points.exceptions import InsufficientPoints, TransferLimitExceeded
+from points.exceptions import DailyLimitExceeded, InsufficientPoints
 from points.models import Account, Conversion, Entry, ExchangePartner, Transfer
 from points.services import check_ledger_invariants
 from tests.concurrency.conftest import TRANSACTIONAL
@@ -133,7 +133,7 @@ def test_concurrent_transfers_and_conversions_keep_to_the_daily_limits(limits):
         ],
     )
 
-    assert unexpected(outcomes, TransferLimitExceeded) == []
+    assert unexpected(outcomes, DailyLimitExceeded) == []
     kinds = Counter(type(outcome.value).__name__ for outcome in outcomes if outcome.ok)
     assert kinds == {"TransferResult": 5, "ConversionResult": 3}
     assert balances([sender, recipient]) == [5000 - 500 - 300, 500]

@@ -139,14 +139,14 @@ def test_daily_limits_are_per_direction_in_our_points(pos, alice, airline):
 
 
 def test_the_daily_limit_restarts_at_midnight_in_the_programme_time_zone(alice, airline):
-    from points.exceptions import TransferLimitExceeded
+    from points.exceptions import DailyLimitExceeded
     from points.services import convert_points
 
     ExchangePartner.objects.filter(pk=airline.pk).update(daily_out_limit=100)
     convert = {"member": alice, "programme_code": "airline-x", "direction": "out", "amount": 100}
 
     convert_points(**convert, now=at("2025-03-01 23:59:59"))
-    with pytest.raises(TransferLimitExceeded):
+    with pytest.raises(DailyLimitExceeded):
         convert_points(**convert, now=at("2025-03-01 12:00"))
     convert_points(**convert, now=at("2025-03-02 00:00"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from points import services
-from points.exceptions import TransferLimitExceeded
+from points.exceptions import DailyLimitExceeded
 from points.models import Account, Transfer
 from tests.factories import MemberFactory
 from tests.transfers.conftest import at
@@ -58,7 +58,7 @@ def test_the_day_ends_at_midnight_in_the_programme_time_zone(alice, bob, limits)
     services.transfer_points(sender=alice, recipient=bob, points=500, now=at("2025-03-02 07:59"))
 
     # 08:01 in Shanghai is 2 March in UTC too, yet the same Shanghai day as 07:59.
-    with pytest.raises(TransferLimitExceeded):
+    with pytest.raises(DailyLimitExceeded):
         services.transfer_points(sender=alice, recipient=bob, points=1, now=at("2025-03-02 08:01"))
     assert Account.objects.get(member=alice).available == 1000
 
@@ -67,7 +67,7 @@ def test_the_last_instant_of_a_day_still_counts_for_that_day(alice, bob, limits)
     limits(out=300, into=None)
     services.transfer_points(sender=alice, recipient=bob, points=300, now=at("2025-03-01 00:00"))
 
-    with pytest.raises(TransferLimitExceeded):
+    with pytest.raises(DailyLimitExceeded):
         services.transfer_points(
             sender=alice, recipient=bob, points=1, now=at("2025-03-01 23:59:59.999999")
         )
