@@ -27,13 +27,17 @@ from points import services
 from points.models import (
     Account,
     ApiScope,
+    Conversion,
     Entry,
+    ExchangePartner,
     Lot,
     Order,
     OutboxEvent,
     Partner,
     PartnerAPIKey,
     ProgrammeSettings,
+    Transfer,
+    TransferSettings,
 )
 
 LARGE_TABLE_COUNT_CAP = 10_000
@@ -381,3 +385,111 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     paginator = CappedCountPaginator
     ordering = ["-id"]
+
+
+# --- Transfers and exchange (docs/adr/0016) ----------------------------------------------------
+@admin.register(TransferSettings)
+class TransferSettingsAdmin(admin.ModelAdmin):
+    """The daily limits of transfers between members: one row, opened from the change list."""
+
+    fields = ["daily_out_limit", "daily_in_limit", "updated_at"]
+    readonly_fields = ["updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        limits = TransferSettings.get()
+        return redirect(reverse("admin:points_transfersettings_change", args=[limits.pk]))
+
+
+@admin.register(ExchangePartner)
+class ExchangePartnerAdmin(admin.ModelAdmin):
+    """Other programmes members exchange points with. The rate used is base rate x factor; the
+    factor stays within its bounds (validated here, enforced by CHECK constraints)."""
+
+    list_display = [
+        "code",
+        "name",
+        "base_rate",
+        "factor",
+        "current_rate",
+        "daily_out_limit",
+        "daily_in_limit",
+        "is_active",
+    ]
+    list_filter = ["is_active"]
+    search_fields = ["code", "name"]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "unit_name", "is_active"]}),
+        (
+            _("Rate (our points per partner unit)"),
+            {"fields": ["base_rate", "min_factor", "max_factor", "factor", "current_rate"]},
+        ),
+        (_("Daily limits per member"), {"fields": ["daily_out_limit", "daily_in_limit"]}),
+        (None, {"fields": ["updated_at"]}),
+    ]
+    readonly_fields = ["current_rate", "updated_at"]
+
+    @admin.display(description=_("rate now"))
+    def current_rate(self, exchange_partner: ExchangePartner) -> str:
+        if exchange_partner.base_rate is None or exchange_partner.factor is None:
+            return "-"
+        return f"{services.exchange_rate(exchange_partner).normalize():f}"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # conversions refer to it: make it inactive instead
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "sender", "recipient", "points", "partner", "reference"]
+    list_filter = ["partner", ("created_at", admin.DateFieldListFilter)]
+    search_fields = [
+        "=reference",
+        "=from_account__member__external_id",
+        "=to_account__member__external_id",
+    ]
+    list_select_related = ["from_account__member", "to_account__member", "partner"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    raw_id_fields = ["from_account", "to_account", "out_entry", "in_entry"]
+
+    @admin.display(description=_("from"))
+    def sender(self, transfer: Transfer) -> str:
+        return transfer.from_account.member.external_id
+
+    @admin.display(description=_("to"))
+    def recipient(self, transfer: Transfer) -> str:
+        return transfer.to_account.member.external_id
+
+
+@admin.register(Conversion)
+class ConversionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "member_external_id",
+        "exchange_partner",
+        "direction",
+        "points",
+        "partner_units",
+        "rate",
+        "partner",
+        "reference",
+    ]
+    list_filter = ["exchange_partner", "direction", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["=reference", "=account__member__external_id"]
+    list_select_related = ["account__member", "exchange_partner", "partner"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    raw_id_fields = ["account", "entry"]
+
+    @admin.display(description=_("member"))
+    def member_external_id(self, conversion: Conversion) -> str:
+        return conversion.account.member.external_id

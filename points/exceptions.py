@@ -63,3 +63,30 @@ class LedgerInconsistent(PointsError):
     code = "server_error"
     status = 500
     default_message = _("The points ledger is inconsistent; nothing was changed.")
+
+
+# --- Transfers and exchange (docs/adr/0016) ----------------------------------------------------
+class DailyLimitExceeded(PointsError):
+    """A daily limit of transfers or conversions would be passed; nothing was moved."""
+
+    code = "limit_exceeded"
+    status = 422
+    default_message = _("This would exceed the daily limit; nothing was moved.")
+
+
+class InvalidTransfer(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This transfer is not valid.")
+
+
+class UnknownExchangeProgramme(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("No active exchange programme with this code.")
+
+
+class InvalidConversion(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This conversion is not valid.")

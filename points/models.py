@@ -567,3 +567,277 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.pk}"
+
+
+# --- Transfers between members and exchange with other programmes (docs/adr/0016) -------------
+class TransferSettings(SingletonSettings):
+    """Daily limits of member-to-member transfers: one row (pk=1), edited in admin.
+
+    A day is a calendar day in the programme's time zone. An empty limit means no limit; 0
+    means none at all (transfers switched off in that direction).
+    """
+
+    daily_out_limit = models.PositiveIntegerField(
+        _("points a member may give per day"),
+        null=True,
+        blank=True,
+        default=10_000,
+        help_text=_("Empty: no limit. 0: members cannot give points."),
+    )
+    daily_in_limit = models.PositiveIntegerField(
+        _("points a member may receive per day"),
+        null=True,
+        blank=True,
+        default=10_000,
+        help_text=_("Empty: no limit. 0: members cannot receive points."),
+    )
+
+    class Meta(SingletonSettings.Meta):
+        verbose_name = _("transfer settings")
+        verbose_name_plural = _("transfer settings")
+
+    def __str__(self) -> str:
+        return str(_("Transfer settings"))
+
+
+class Transfer(models.Model):
+    """Points one member gave another: a `transfer` entry on each side, written together.
+
+    The receiving side is a new lot; its expiry date follows the points given (ADR 0016).
+    `reference` is unique per partner when given.
+    """
+
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("merchant"),
+        db_index=False,
+    )
+    reference = models.CharField(_("reference"), max_length=128, blank=True, default="")
+    from_account = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        related_name="transfers_out",
+        verbose_name=_("from"),
+        db_index=False,  # transfer_out_day_idx
+    )
+    to_account = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        related_name="transfers_in",
+        verbose_name=_("to"),
+        db_index=False,  # transfer_in_day_idx
+    )
+    points = models.BigIntegerField(_("points"))
+    out_entry = models.OneToOneField(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("giving entry"),
+    )
+    in_entry = models.OneToOneField(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("receiving entry"),
+    )
+    created_at = models.DateTimeField(_("created at"))
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("transfer")
+        verbose_name_plural = _("transfers")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(points__gt=0), name="transfer_points_positive"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(from_account=models.F("to_account")),
+                name="transfer_between_two_accounts",
+            ),
+            models.UniqueConstraint(
+                fields=["partner", "reference"],
+                condition=~models.Q(reference=""),
+                nulls_distinct=False,
+                name="transfer_partner_reference_uniq",
+            ),
+        ]
+        indexes = [
+            # The daily limits: what an account gave / received since the start of the day.
+            models.Index(fields=["from_account", "created_at"], name="transfer_out_day_idx"),
+            models.Index(fields=["to_account", "created_at"], name="transfer_in_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.points}"
+
+
+class ExchangePartner(models.Model):
+    """Another loyalty programme members exchange points with (跨平台积分互通).
+
+    The rate is OUR points per ONE of the partner's units: base rate (基准汇率) x the current
+    adjustment factor (动态调节), which the database keeps between the factor's bounds. Daily
+    limits are per member and per direction, counted in our points.
+    """
+
+    code = models.SlugField(_("code"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=128)
+    unit_name = models.CharField(
+        _("unit name"), max_length=32, blank=True, default="", help_text=_("e.g. miles")
+    )
+    base_rate = models.DecimalField(
+        _("base rate"),
+        max_digits=12,
+        decimal_places=6,
+        help_text=_("Our points per ONE partner unit, before the adjustment factor."),
+    )
+    min_factor = models.DecimalField(
+        _("lowest adjustment factor"), max_digits=8, decimal_places=4, default=Decimal("0.8")
+    )
+    max_factor = models.DecimalField(
+        _("highest adjustment factor"), max_digits=8, decimal_places=4, default=Decimal("1.2")
+    )
+    factor = models.DecimalField(
+        _("current adjustment factor"),
+        max_digits=8,
+        decimal_places=4,
+        default=Decimal("1"),
+        help_text=_("Rate used = base rate x this factor; kept between the two bounds."),
+    )
+    daily_out_limit = models.PositiveIntegerField(
+        _("points a member may convert out per day"),
+        null=True,
+        blank=True,
+        default=10_000,
+        help_text=_("Counted in our points. Empty: no limit. 0: no conversions out."),
+    )
+    daily_in_limit = models.PositiveIntegerField(
+        _("points a member may receive by conversion per day"),
+        null=True,
+        blank=True,
+        default=10_000,
+        help_text=_("Counted in our points. Empty: no limit. 0: no conversions in."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("exchange partner")
+        verbose_name_plural = _("exchange partners")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(base_rate__gt=0), name="exchange_base_rate_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(min_factor__gt=0)
+                & models.Q(min_factor__lte=models.F("max_factor")),
+                name="exchange_factor_bounds_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(factor__gte=models.F("min_factor"))
+                & models.Q(factor__lte=models.F("max_factor")),
+                name="exchange_factor_within_bounds",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    def clean(self) -> None:
+        if None in (self.min_factor, self.max_factor, self.factor):
+            return
+        if self.min_factor <= 0 or self.min_factor > self.max_factor:
+            raise ValidationError(
+                {"max_factor": _("The bounds must be above 0 and the lowest <= the highest.")}
+            )
+        if not self.min_factor <= self.factor <= self.max_factor:
+            raise ValidationError(
+                {"factor": _("The factor must lie between its lowest and highest values.")}
+            )
+
+
+class Conversion(models.Model):
+    """One exchange of a member's points with another programme, and the rate it used.
+
+    `out`: the member's points left as `partner_units` of the other programme; `in`: the other
+    programme's units came in as `points`. The `convert` entry is the ledger side.
+    """
+
+    class Direction(models.TextChoices):
+        OUT = "out", _("out (our points to partner units)")
+        IN = "in", _("in (partner units to our points)")
+
+    exchange_partner = models.ForeignKey(
+        ExchangePartner,
+        on_delete=models.PROTECT,
+        related_name="conversions",
+        verbose_name=_("exchange partner"),
+        db_index=False,  # conversion_day_idx
+    )
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        related_name="conversions",
+        verbose_name=_("account"),
+        db_index=False,  # conversion_day_idx
+    )
+    direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
+    points = models.BigIntegerField(_("points"))
+    partner_units = models.BigIntegerField(_("partner units"))
+    rate = models.DecimalField(
+        _("rate"), max_digits=20, decimal_places=10, help_text=_("Our points per partner unit.")
+    )
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("merchant"),
+        db_index=False,
+    )
+    reference = models.CharField(_("reference"), max_length=128, blank=True, default="")
+    entry = models.OneToOneField(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("entry"),
+    )
+    created_at = models.DateTimeField(_("created at"))
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("conversion")
+        verbose_name_plural = _("conversions")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(points__gt=0, partner_units__gt=0),
+                name="conversion_amounts_positive",
+            ),
+            models.UniqueConstraint(
+                fields=["partner", "reference"],
+                condition=~models.Q(reference=""),
+                nulls_distinct=False,
+                name="conversion_partner_reference_uniq",
+            ),
+        ]
+        indexes = [
+            # The daily limits: what an account converted with a partner since the day began.
+            models.Index(
+                fields=["account", "exchange_partner", "direction", "created_at"],
+                name="conversion_day_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.direction} {self.points}"

@@ -27,8 +27,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -44,24 +45,32 @@ from points import expiry
 from points.exceptions import (
     AlreadyGivenBack,
     AlreadyRefunded,
+    DailyLimitExceeded,
     DuplicateReference,
     InsufficientPoints,
+    InvalidConversion,
     InvalidLedgerRequest,
     InvalidPoints,
+    InvalidTransfer,
     LedgerInconsistent,
     OrderNotFound,
     ReferenceOfAnotherMember,
+    UnknownExchangeProgramme,
 )
 from points.lock_objects import lock_account, lock_account_of_member, lock_accounts, lock_order
 from points.models import (
     Account,
     Allocation,
+    Conversion,
     Entry,
+    ExchangePartner,
     Lot,
     Order,
     OutboxEvent,
     Partner,
     ProgrammeSettings,
+    Transfer,
+    TransferSettings,
 )
 
 Kind = Entry.Kind
@@ -536,12 +545,14 @@ def _credit(
     expires_at: datetime | None = None,
     purchase: dict | None = None,
     order: Order | None = None,
+    expiry_given: bool = False,
 ) -> tuple[EarnResult | None, Order | None]:
     """Credit `points` (may be 0 for a purchase that earns nothing) as a new lot, in ONE
     statement that either writes everything or nothing (safe in autocommit).
 
     With `purchase` (amount, currency, paid_with_points) the statement writes the Order row;
-    with `order` it makes the new entry that order's earn. Returns (EarnResult, Order).
+    with `order` it makes the new entry that order's earn. With `expiry_given` the lot expires
+    at `expires_at` as given, None meaning never. Returns (EarnResult, Order).
     """
     now = timezone.now()
     earned_at = occurred_at or now
@@ -556,7 +567,7 @@ def _credit(
             release_at = purchase_available_at(occurred_at=earned_at, programme=programme, now=now)
         pending = release_at is not None and release_at > now
         lot_expires_at = expires_at
-        if lot_expires_at is None:
+        if lot_expires_at is None and not expiry_given:
             # The member's tier may override the programme's policy (points/expiry.py decides).
             lot_expires_at = expiry.lot_expiry(earned_at, programme=programme, tier=member.tier)
         params = {
@@ -1765,3 +1776,365 @@ def check_ledger_invariants() -> list[Mismatch]:
             for lot_id, account_id, member, expected, actual in cursor.fetchall()
         ]
     return mismatches
+
+
+# --- Transfers between members and exchange with other programmes (docs/adr/0016) ---------------
+@dataclass(frozen=True)
+class TransferResult:
+    transfer: Transfer
+    out_entry: Entry
+    in_entry: Entry
+    lot: Lot
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    conversion: Conversion
+    entry: Entry
+    rate: Decimal
+    points: int
+    partner_units: int
+
+
+def _day_bounds(now: datetime, programme: ProgrammeSettings) -> tuple[datetime, datetime]:
+    """[start, end) of the calendar day of `now` in the programme's time zone (daily limits)."""
+    zone = programme.zone
+    day = now.astimezone(zone).date()
+    start = datetime.combine(day, clock_time.min, tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), clock_time.min, tzinfo=zone)
+    return start, end
+
+
+def _check_daily_limit(*, limit: int | None, used: int, points: int, what: str) -> None:
+    if limit is not None and used + points > limit:
+        raise DailyLimitExceeded(
+            _("Daily limit of %(limit)s points (%(what)s): %(used)s already used today.")
+            % {"limit": limit, "what": what, "used": used},
+            limit=limit,
+            used_today=used,
+            requested=points,
+        )
+
+
+def _received_lot_expiry(
+    *, out_entry: Entry, now: datetime, programme: ProgrammeSettings, recipient: Member
+) -> datetime | None:
+    """When the lot a transfer creates expires: at the points-weighted average of the expiry
+    days of the lots the points were taken from, rounded down to a whole day (end of that day).
+
+    A transfer thus never lengthens the points' life, so passing points back and forth keeps
+    nothing from expiring. Points that never expire count, in a mix, as if received today under
+    the recipient's policy; only never-expiring points given make a never-expiring lot.
+    """
+    zone = programme.zone
+    taken = Allocation.objects.filter(entry_id=out_entry.pk).values_list(
+        "lot__expires_at", "points"
+    )
+    dated = weighted = never = 0
+    for expires_at, points in taken:
+        if expires_at is None:
+            never -= points
+        else:
+            dated -= points
+            weighted -= points * expires_at.astimezone(zone).date().toordinal()
+    if never:
+        if not dated:
+            return None
+        fresh = expiry.lot_expiry(now, programme=programme, tier=recipient.tier)
+        if fresh is None:
+            return None
+        dated += never
+        weighted += never * fresh.astimezone(zone).date().toordinal()
+    if not dated:
+        raise _inconsistent(entry=out_entry.pk, expected=-out_entry.amount, taken=0)
+    return expiry.end_of_day(date.fromordinal(weighted // dated), zone)
+
+
+def _sum_points(queryset) -> int:
+    return int(queryset.aggregate(total=Sum("points"))["total"] or 0)
+
+
+@ledger_transaction
+def transfer_points(
+    *,
+    sender: Member,
+    recipient: Member,
+    points: int,
+    partner: Partner | None = None,
+    reference: str = "",
+    now: datetime | None = None,
+) -> TransferResult:
+    """Give `points` of `sender` to `recipient`: one `transfer` entry on each side, together.
+
+    Both accounts are locked in ascending id order (ADR 0001), so A->B and B->A never
+    deadlock, and the daily limits (TransferSettings, per calendar day in the programme's time
+    zone) are checked under those locks. The sender's points leave FIFO; the recipient gets a
+    NEW lot whose expiry follows the points given (`_received_lot_expiry`). Refused before
+    anything is written: `InsufficientPoints`, `MemberFrozen` (either side), `MemberClosed`,
+    `DailyLimitExceeded`, `InvalidTransfer` (to oneself), `DuplicateReference` (a reference
+    names one transfer per partner). Lifetime counters do not move: the points stay in the
+    programme.
+    """
+    _validate_points(points)
+    if sender.pk == recipient.pk:
+        raise InvalidTransfer(_("A member cannot transfer points to themselves."))
+    now = now or timezone.now()
+    programme = _programme()
+    limits = TransferSettings.get()
+    partner_id = partner.pk if partner else None
+    sender_account_id = (
+        Account.objects.filter(member_id=sender.pk).values_list("pk", flat=True).first()
+    )
+    if sender_account_id is None:
+        raise InsufficientPoints(available=0, requested=points)
+    recipient_account_id = account_for_member(member=recipient).pk
+    locked = {
+        account.pk: account
+        for account in lock_accounts(account_ids=[sender_account_id, recipient_account_id])
+    }
+    giver, receiver = locked[sender_account_id], locked[recipient_account_id]
+    _ensure_member_may_use_points(giver.member)
+    _ensure_member_may_use_points(receiver.member)
+    if giver.available < points:
+        raise InsufficientPoints(available=giver.available, requested=points)
+    start, end = _day_bounds(now, programme)
+    today = Transfer.objects.filter(created_at__gte=start, created_at__lt=end)
+    _check_daily_limit(
+        limit=limits.daily_out_limit,
+        used=_sum_points(today.filter(from_account_id=giver.pk)),
+        points=points,
+        what=_("given by %(member)s") % {"member": giver.member.external_id},
+    )
+    _check_daily_limit(
+        limit=limits.daily_in_limit,
+        used=_sum_points(today.filter(to_account_id=receiver.pk)),
+        points=points,
+        what=_("received by %(member)s") % {"member": receiver.member.external_id},
+    )
+    if reference and Transfer.objects.filter(partner_id=partner_id, reference=reference).exists():
+        raise DuplicateReference(
+            _("A transfer with this reference was already made."), reference=reference
+        )
+    try:
+        transfer = Transfer.objects.create(
+            partner_id=partner_id,
+            reference=reference or "",
+            from_account_id=giver.pk,
+            to_account_id=receiver.pk,
+            points=points,
+            created_at=now,
+        )
+    except IntegrityError as error:  # the same reference, committed by a concurrent request
+        _doom_transaction()
+        raise DuplicateReference(
+            _("A transfer with this reference was already made."), reference=reference
+        ) from error
+    sender_id, recipient_id = giver.member.external_id, receiver.member.external_id
+    out_entry = _debit(
+        account=giver,
+        points=points,
+        kind=Kind.TRANSFER,
+        partner_id=partner_id,
+        reference=reference,
+        memo=_("Points given to %(member)s") % {"member": recipient_id},
+        source_type="transfer",
+        source_id=transfer.pk,
+    )
+    expires_at = _received_lot_expiry(
+        out_entry=out_entry, now=now, programme=programme, recipient=receiver.member
+    )
+    try:
+        received, _order = _credit(
+            member=receiver.member,
+            points=points,
+            kind=Kind.TRANSFER,
+            statuses=ACTIVE_STATUSES,
+            event_type="points.transferred",
+            partner_id=partner_id,
+            reference=reference,
+            memo=_("Points received from %(member)s") % {"member": sender_id},
+            source_type="transfer",
+            source_id=transfer.pk,
+            expires_at=expires_at,
+            expiry_given=True,
+        )
+    except LoyaltyError:
+        _doom_transaction()  # the sender's side is already written
+        raise
+    transfer.out_entry, transfer.in_entry = out_entry, received.entry
+    transfer.save(update_fields=["out_entry", "in_entry"])
+    _record_event(
+        type="points.transferred",
+        account=giver,
+        payload={
+            "member": sender_id,
+            "kind": Kind.TRANSFER,
+            "points": -points,
+            "to": recipient_id,
+            "reference": reference or "",
+            "entry_id": out_entry.pk,
+            "available": giver.available,
+        },
+    )
+    return TransferResult(
+        transfer=transfer, out_entry=out_entry, in_entry=received.entry, lot=received.lot
+    )
+
+
+def exchange_rate(exchange_partner: ExchangePartner) -> Decimal:
+    """Our points per ONE partner unit now: base rate x adjustment factor, exact (no rounding:
+    6 + 4 decimal places fit the 10 a conversion records)."""
+    return exchange_partner.base_rate * exchange_partner.factor
+
+
+def conversion_amounts(*, rate: Decimal, direction: str, amount: int) -> tuple[int, int]:
+    """(our points, partner units) of a conversion of `amount` at `rate`; never in the member's
+    favour. `out` (amount = our points): whole units only, floor(amount / rate), and the member
+    pays ceil(units x rate) <= amount for them, keeping the rest. `in` (amount = partner units):
+    floor(amount x rate) points."""
+    if direction == Conversion.Direction.OUT:
+        units = int((Decimal(amount) / rate).to_integral_value(rounding=ROUND_FLOOR))
+        points = int((units * rate).to_integral_value(rounding=ROUND_CEILING))
+        return points, units
+    return int((amount * rate).to_integral_value(rounding=ROUND_FLOOR)), amount
+
+
+@ledger_transaction
+def convert_points(
+    *,
+    member: Member,
+    programme_code: str,
+    direction: str,
+    amount: int,
+    partner: Partner | None = None,
+    reference: str = "",
+    now: datetime | None = None,
+) -> ConversionResult:
+    """Exchange points with another programme at its current rate, one `convert` entry.
+
+    `out`: `amount` of our points buy whole partner units (FIFO from the lots, only what the
+    units cost is taken); `in`: `amount` partner units credit our points as a new lot with the
+    programme's expiry from now (the member's tier may override it). Daily limits per member,
+    partner and direction, in our points, per calendar day in the programme's time zone,
+    checked under the account lock. Refused before anything is written:
+    `UnknownExchangeProgramme`, `InvalidConversion` (too small for one unit or one point),
+    `InsufficientPoints`, `MemberFrozen`, `MemberClosed`, `DailyLimitExceeded`,
+    `DuplicateReference`.
+    """
+    _validate_points(amount)
+    if direction not in Conversion.Direction.values:
+        raise InvalidConversion(_("The direction must be `in` or `out`."), direction=direction)
+    exchange_partner = ExchangePartner.objects.filter(code=programme_code, is_active=True).first()
+    if exchange_partner is None:
+        raise UnknownExchangeProgramme(programme=programme_code)
+    rate = exchange_rate(exchange_partner)
+    points, units = conversion_amounts(rate=rate, direction=direction, amount=amount)
+    if points <= 0 or units <= 0:
+        raise InvalidConversion(
+            _("Too small to convert: %(amount)s gives nothing at the rate %(rate)s.")
+            % {"amount": amount, "rate": rate.normalize()},
+            rate=f"{rate.normalize():f}",
+        )
+    now = now or timezone.now()
+    programme = _programme()
+    partner_id = partner.pk if partner else None
+    going_out = direction == Conversion.Direction.OUT
+    account = _lock_account_for(member)
+    _ensure_member_may_use_points(account.member)
+    if going_out and account.available < points:
+        raise InsufficientPoints(available=account.available, requested=points)
+    start, end = _day_bounds(now, programme)
+    _check_daily_limit(
+        limit=exchange_partner.daily_out_limit if going_out else exchange_partner.daily_in_limit,
+        used=_sum_points(
+            Conversion.objects.filter(
+                account_id=account.pk,
+                exchange_partner_id=exchange_partner.pk,
+                direction=direction,
+                created_at__gte=start,
+                created_at__lt=end,
+            )
+        ),
+        points=points,
+        what=_("conversions %(direction)s with %(programme)s")
+        % {"direction": direction, "programme": exchange_partner.code},
+    )
+    duplicate = DuplicateReference(
+        _("A conversion with this reference was already made."), reference=reference
+    )
+    if reference and Conversion.objects.filter(partner_id=partner_id, reference=reference).exists():
+        raise duplicate
+    try:
+        conversion = Conversion.objects.create(
+            exchange_partner=exchange_partner,
+            account_id=account.pk,
+            direction=direction,
+            points=points,
+            partner_units=units,
+            rate=rate,
+            partner_id=partner_id,
+            reference=reference or "",
+            created_at=now,
+        )
+    except IntegrityError as error:  # the same reference, committed by a concurrent request
+        _doom_transaction()
+        raise duplicate from error
+    memo_values = {
+        "units": units,
+        "unit": exchange_partner.unit_name or exchange_partner.code,
+        "programme": exchange_partner.name,
+        "rate": f"{rate.normalize():f}",
+    }
+    if going_out:
+        entry = _debit(
+            account=account,
+            points=points,
+            kind=Kind.CONVERT,
+            partner_id=partner_id,
+            reference=reference,
+            memo=_("Converted to %(units)s %(unit)s of %(programme)s at %(rate)s points each")
+            % memo_values,
+            source_type="conversion",
+            source_id=conversion.pk,
+        )
+        _record_event(
+            type="points.converted",
+            account=account,
+            payload={
+                "member": account.member.external_id,
+                "kind": Kind.CONVERT,
+                "direction": direction,
+                "programme": exchange_partner.code,
+                "points": -points,
+                "partner_units": units,
+                "rate": f"{rate.normalize():f}",
+                "reference": reference or "",
+                "entry_id": entry.pk,
+                "available": account.available,
+            },
+        )
+    else:
+        try:
+            credited, _order = _credit(
+                member=account.member,
+                points=points,
+                kind=Kind.CONVERT,
+                statuses=ACTIVE_STATUSES,
+                event_type="points.converted",
+                partner_id=partner_id,
+                reference=reference,
+                memo=_("Converted from %(units)s %(unit)s of %(programme)s at %(rate)s points each")
+                % memo_values,
+                source_type="conversion",
+                source_id=conversion.pk,
+                occurred_at=now,
+            )
+        except LoyaltyError:
+            _doom_transaction()  # the conversion row is already written
+            raise
+        entry = credited.entry
+    conversion.entry = entry
+    conversion.save(update_fields=["entry"])
+    return ConversionResult(
+        conversion=conversion, entry=entry, rate=rate, points=points, partner_units=units
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import factory
 
 from members.models import Member, Tier
@@ -73,3 +75,22 @@ class RewardFactory(factory.django.DjangoModelFactory):
     kind = "physical"
     points_price = 100
     stock = 10
+
+
+class ExchangePartnerFactory(factory.django.DjangoModelFactory):
+    """Another programme to exchange with: 10 of our points per unit, factor 1 (0.5-1.5),
+    no daily limits."""
+
+    class Meta:
+        model = "points.ExchangePartner"
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"programme-{n}")
+    name = factory.LazyAttribute(lambda partner: partner.code.title())
+    unit_name = "miles"
+    base_rate = factory.LazyFunction(lambda: Decimal("10"))
+    min_factor = factory.LazyFunction(lambda: Decimal("0.5"))
+    max_factor = factory.LazyFunction(lambda: Decimal("1.5"))
+    factor = factory.LazyFunction(lambda: Decimal("1"))
+    daily_out_limit = None
+    daily_in_limit = None
