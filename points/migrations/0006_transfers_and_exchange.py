@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('points', '0004_points_refuse_function'),
+        ('points', '0005_purchase_rate_becomes_an_earning_rule'),
     ]
 
     operations = [
