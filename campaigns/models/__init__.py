@@ -2,5 +2,11 @@
 reads on its own; Django finds them through this package."""
 
 from campaigns.models.events import Event
+from campaigns.models.reminders import (
+    Channel,
+    MessageTemplate,
+    ReminderDelivery,
+    ReminderSettings,
+)
 
-__all__ = ["Event"]
+__all__ = ["Channel", "Event", "MessageTemplate", "ReminderDelivery", "ReminderSettings"]
