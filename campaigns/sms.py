@@ -45,6 +45,10 @@ class SmsSender(Protocol):
 outbox: list[TextMessage] = []
 
 
+def _masked(phone: str) -> str:
+    return phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) > 7 else "***"
+
+
 class LoggingSmsSender:
     """Sends nothing: for development, demos and tests."""
 
@@ -53,7 +57,8 @@ class LoggingSmsSender:
 
     def send(self, *, to: str, text: str, reference: str) -> None:
         message = TextMessage(to=to, text=text, reference=reference)
-        logger.info("SMS to %s (%s): %s", to, reference, text)
+        # Masked: logs are read by more people than may see members' phone numbers.
+        logger.info("SMS to %s (%s): %s", _masked(to), reference, text)
         outbox.append(message)
         if self.log_file:
             line = (json.dumps(asdict(message), ensure_ascii=False) + "\n").encode()
