@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from django.contrib.auth.models import Permission
 
-from campaigns.models import ReminderDelivery, ReminderSettings
+from campaigns.models import MessageTemplate, ReminderDelivery, ReminderSettings
 from campaigns.reminders import send_expiry_reminders
 from members.models import InboxMessage, Member
 from members.services import InboxDraft, mark_inbox_read, post_inbox_messages
@@ -117,7 +117,10 @@ def test_the_admin_pages_of_reminders_open(admin_client):
     assert settings_page.status_code == 302
     assert page(admin_client.get(settings_page["Location"]))
     assert page(admin_client.get("/admin/campaigns/messagetemplate/"))
-    assert page(admin_client.get("/admin/campaigns/messagetemplate/1/change/"))
+    email = MessageTemplate.objects.get(channel="email")
+    assert "{{ points }}" in page(
+        admin_client.get(f"/admin/campaigns/messagetemplate/{email.pk}/change/")
+    )
     listing = page(admin_client.get("/admin/campaigns/reminderdelivery/"))
     assert "u-1@example.com" in listing  # a superuser sees personal data
     assert page(admin_client.get(f"/admin/campaigns/reminderdelivery/{delivery.pk}/change/"))
