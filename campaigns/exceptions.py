@@ -17,3 +17,9 @@ class CurrencyMismatch(CampaignsError):
     code = "validation_error"
     status = 422
     default_message = _("The currency is not the programme's currency.")
+
+
+class InvalidReminderRun(CampaignsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("The reminder run was asked for something it cannot do.")

@@ -144,6 +144,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "members.compute_segments",
         "schedule": crontab(hour=1, minute=30),
     },
+    # campaigns/tasks.py: expiry reminders at a civil hour, after the night's expiry run.
+    "send-expiry-reminders": {
+        "task": "campaigns.send_expiry_reminders",
+        "schedule": crontab(hour=10, minute=0),
+    },
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 
@@ -190,6 +195,15 @@ if DEBUG:
 # --- Email --------------------------------------------------------------------------------
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="loyalty@localhost")
+
+# --- Expiry reminders: SMS (campaigns/sms.py) ---------------------------------------------
+# Mail goes through EMAIL_URL above. SMS through the class named here: the logging sender
+# (sends nothing) by default, campaigns.sms.HttpGatewaySmsSender with SMS_GATEWAY_URL.
+SMS_SENDER = env.str("SMS_SENDER", default="campaigns.sms.LoggingSmsSender")
+SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
+SMS_GATEWAY_TIMEOUT = env.float("SMS_GATEWAY_TIMEOUT", default=10)
+# The logging sender also appends each message as a JSON line to this file, when set.
+SMS_LOG_FILE = env.str("SMS_LOG_FILE", default="")
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -560,3 +560,44 @@ class CheckIn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id} {self.day} ({self.streak})"
+class InboxMessage(models.Model):
+    """A message to a member, shown in the rewards mall (expiry reminders, notices).
+
+    Written by the apps that notify members (campaigns' reminders) through
+    `members.services.post_inbox_messages`; the member marks it read in the mall.
+    """
+
+    member = models.ForeignKey(
+        Member,
+        on_delete=models.CASCADE,
+        related_name="inbox_messages",
+        verbose_name=_("member"),
+        db_index=False,  # covered by inboxmessage_member_newest_idx
+    )
+    title = models.CharField(_("title"), max_length=200)
+    body = models.TextField(_("body"), blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("inbox message")
+        verbose_name_plural = _("inbox messages")
+        indexes = [
+            models.Index(
+                fields=["member", "-created_at", "-id"], name="inboxmessage_member_newest_idx"
+            ),
+            # The unread count on the mall's home page.
+            models.Index(
+                fields=["member"],
+                condition=models.Q(read_at__isnull=True),
+                name="inboxmessage_unread_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_at is not None

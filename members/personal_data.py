@@ -14,7 +14,7 @@ from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from members.models import GrowthEntry, Member, RfmScore, TierChange
+from members.models import GrowthEntry, InboxMessage, Member, RfmScore, TierChange
 from members.selectors import member_segments
 
 FORMAT_VERSION = 1
@@ -104,6 +104,10 @@ def member_data_export(*, member: Member) -> dict:
             ],
         ),
     }
+    data["inbox"] = _rows(
+        InboxMessage.objects.filter(member_id=member.pk).order_by("created_at", "id"),
+        ["title", "body", "created_at", "read_at"],
+    )
     account = Account.objects.filter(member_id=member.pk).first()
     data["points"] = {
         "available": account.available if account else 0,

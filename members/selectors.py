@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from members.exceptions import MemberNotFound
-from members.models import Member, Segment, SegmentMembership, SegmentSize, Tier
+from members.models import InboxMessage, Member, Segment, SegmentMembership, SegmentSize, Tier
 from members.sql import SETTINGS_CTE, settings_params
 
 
@@ -165,3 +165,18 @@ def segment_size_history(*, days: int = 90, today: date | None = None) -> dict:
         sizes[index[row.as_of]] = row.members
     ordered = sorted(series.values(), key=lambda item: (item[0].position, item[0].code))
     return {"days": day_list, "series": ordered}
+
+
+@dataclass(frozen=True)
+class Inbox:
+    messages: list[InboxMessage]
+    unread: int
+
+
+def member_inbox(*, member: Member, limit: int = 5) -> Inbox:
+    """The member's newest messages (at most `limit`) and how many are unread, in two queries."""
+    messages = list(
+        InboxMessage.objects.filter(member_id=member.pk).order_by("-created_at", "-id")[:limit]
+    )
+    unread = InboxMessage.objects.filter(member_id=member.pk, read_at__isnull=True).count()
+    return Inbox(messages=messages, unread=unread)

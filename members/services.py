@@ -24,6 +24,7 @@ from members.models import (
     CheckIn,
     GrowthEntry,
     GrowthEventRule,
+    InboxMessage,
     Member,
     MemberStatusChange,
     Tier,
@@ -660,6 +661,8 @@ def erase_member(*, member: Member, operator: AbstractBaseUser | None, reason: s
     locked.marketing_consent = False
     locked.status = Member.Status.CLOSED
     locked.save()
+    # Inbox messages address the member by name: they go with the personal data.
+    InboxMessage.objects.filter(member_id=locked.pk).delete()
     from members.personal_data import run_erasure_steps
 
     run_erasure_steps(member=locked)
@@ -718,3 +721,42 @@ def record_check_in(*, member: Member, day: date) -> int:
     if row is None:
         raise AlreadyCheckedIn()
     return row[0]
+# --- Inbox -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InboxDraft:
+    """A message to post: whom to, and its text already in the member's language."""
+
+    member_id: int
+    title: str
+    body: str = ""
+
+
+@transaction.atomic(savepoint=False)
+def post_inbox_messages(
+    *, drafts: list[InboxDraft], posted_at: datetime | None = None
+) -> list[InboxMessage]:
+    """Post messages to members' inboxes in one statement, in the caller's transaction (a
+    reminder's delivery row and its message commit together or not at all)."""
+    moment = posted_at or timezone.now()
+    return InboxMessage.objects.bulk_create(
+        InboxMessage(
+            member_id=draft.member_id,
+            title=draft.title[: InboxMessage._meta.get_field("title").max_length],
+            body=draft.body,
+            created_at=moment,
+        )
+        for draft in drafts
+    )
+
+
+@transaction.atomic
+def mark_inbox_read(
+    *, member: Member, message_ids: list[int] | None = None, read_at: datetime | None = None
+) -> int:
+    """Mark the member's unread messages read (only these ids when given); returns how many.
+
+    Filtered by the member, so a member can never touch another member's messages."""
+    unread = InboxMessage.objects.filter(member_id=member.pk, read_at__isnull=True)
+    if message_ids is not None:
+        unread = unread.filter(pk__in=message_ids)
+    return unread.update(read_at=read_at or timezone.now())

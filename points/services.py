@@ -266,6 +266,20 @@ def _record_event(*, type: str, account: Account, payload: dict) -> OutboxEvent:
     )
 
 
+def record_outbox_events(*, type: str, events: list[tuple[int, str, dict]]) -> list[OutboxEvent]:
+    """Write domain events of one `type` for other apps (e.g. campaigns' `points.expiring_soon`),
+    one statement, in the caller's transaction so each commits with the change it reports.
+
+    `events` are (account id, member external id, payload); the webhook publisher delivers them.
+    """
+    return OutboxEvent.objects.bulk_create(
+        OutboxEvent(
+            type=type, account_id=account_id, member_external_id=external_id, payload=payload
+        )
+        for account_id, external_id, payload in events
+    )
+
+
 def _columns(model) -> tuple[list[str], list[str]]:
     fields = model._meta.concrete_fields
     return [f.column for f in fields], [f.attname for f in fields]

@@ -18,4 +18,5 @@ urlpatterns = [
     path("redemptions/<int:pk>/", views.redemption_detail, name="redemption"),
     path("redemptions/<int:pk>/cancel/", views.redemption_cancel, name="redemption-cancel"),
     path("history/", views.history, name="history"),
+    path("inbox/read/", views.inbox_read, name="inbox-read"),
 ]

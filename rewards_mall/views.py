@@ -24,6 +24,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from loyalty_site.exceptions import LoyaltyError
 from members.models import Member
+from members.selectors import member_inbox
+from members.services import mark_inbox_read
 from points.selectors import member_ledger, member_points_summary
 from rewards_mall.exceptions import InvalidMallLink, RedemptionNotFound, TooManyLoginAttempts
 from rewards_mall.forms import MallLoginForm, RedeemForm
@@ -61,6 +63,7 @@ ENTRY_LABELS = {
 }
 HISTORY_PAGE_SIZE = 20
 FEATURED_ON_HOME = 4
+INBOX_ON_HOME = 5
 
 
 def _log_in(request: HttpRequest, member: Member) -> None:
@@ -153,9 +156,20 @@ def home(request: HttpRequest) -> HttpResponse:
             "progress": tier_progress(member=member),
             "featured": [o for o in offers if o.reward.is_featured][:FEATURED_ON_HOME],
             "recent": member_redemptions(member=member)[:3],
+            "inbox": member_inbox(member=member, limit=INBOX_ON_HOME),
             "nav": "home",
         },
     )
+
+
+@require_POST
+@mall_member_required
+def inbox_read(request: HttpRequest) -> HttpResponse:
+    """Mark the member's messages read: one (`message`) or all of them."""
+    message_id = request.POST.get("message")
+    ids = [int(message_id)] if message_id and message_id.isdigit() else None
+    mark_inbox_read(member=request.mall_member, message_ids=ids)
+    return redirect(f"{reverse('rewards_mall:home')}#inbox")
 
 
 @require_GET

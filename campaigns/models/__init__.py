@@ -2,6 +2,12 @@
 reads on its own; Django finds them through this package."""
 
 from campaigns.models.events import Event
+from campaigns.models.reminders import (
+    Channel,
+    MessageTemplate,
+    ReminderDelivery,
+    ReminderSettings,
+)
 from campaigns.models.rules import (
     PURCHASE,
     Campaign,
@@ -38,3 +44,4 @@ __all__ = [
     "RulebookState",
     "TaskProgress",
 ]
+__all__ += ["Channel", "MessageTemplate", "ReminderDelivery", "ReminderSettings"]
