@@ -132,7 +132,7 @@ class AuditEventAdmin(ReadOnlyModelAdmin):
 
     @admin.display(description=_("object"))
     def object_link(self, event: AuditEvent) -> str:
-        history = "?model={}&object={}".format(event.pgh_obj_model, event.pgh_obj_id)
+        history = f"?model={event.pgh_obj_model}&object={event.pgh_obj_id}"
         model = self._model(event)
         try:
             current = reverse(
