@@ -122,9 +122,7 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored():
     assert client_ip(request) == "10.0.0.5"
 
 
-def test_api_call_records_are_read_only_in_the_admin_and_in_the_database(
-    pos, member, admin_client
-):
+def test_api_call_records_are_read_only_in_the_admin_and_in_the_database(pos, member, admin_client):
     purchase = {"type": "purchase", "member": "u-1001", "reference": "o-1", "amount": "10.00"}
     pos.post("events", purchase, HTTP_X_REQUEST_ID="find-me")
     record = ApiCallRecord.objects.get()

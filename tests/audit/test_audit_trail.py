@@ -27,8 +27,9 @@ ENGLISH = {"HTTP_ACCEPT_LANGUAGE": "en"}
 
 def _events(model_label: str, **filters):
     return list(
-        AuditEvent.objects.filter(pgh_obj_model=model_label, pgh_label__in=["update"], **filters)
-        .order_by("pgh_created_at", "pgh_id")
+        AuditEvent.objects.filter(
+            pgh_obj_model=model_label, pgh_label__in=["update"], **filters
+        ).order_by("pgh_created_at", "pgh_id")
     )
 
 

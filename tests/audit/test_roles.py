@@ -73,9 +73,7 @@ def test_an_operator_adjusts_points_but_finance_cannot_run_the_action(user_in_ro
     assert Entry.objects.get(kind="adjust").amount == 5
 
 
-def test_finance_reads_the_ledger_and_audit_trail_but_cannot_change_anything(
-    user_in_role, account
-):
+def test_finance_reads_the_ledger_and_audit_trail_but_cannot_change_anything(user_in_role, account):
     finance = user_in_role("finance")
     tier = TierFactory(code="gold")
     tier_url = reverse("admin:members_tier_change", args=[tier.pk])
