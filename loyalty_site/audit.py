@@ -34,6 +34,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 # The settings pghistory's triggers read (pghistory/trigger.py).
 CONTEXT_ID_SETTING = "pghistory.context_id"
@@ -361,3 +362,37 @@ def record_api_call(request, *, status_code: int, idempotency_key: str = ""):
     return ApiCallRecord.objects.create(
         **api_call_values(request, status_code=status_code, idempotency_key=idempotency_key)
     )
+
+
+def document_request_id(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every partner operation accepts `X-Request-ID` and
+    every answer carries it (RequestIdMiddleware)."""
+    header = {
+        "schema": {"type": "string"},
+        "description": str(_("The request's id: the one sent in X-Request-ID, or a new one.")),
+    }
+    parameter = {
+        "in": "header",
+        "name": REQUEST_ID_HEADER,
+        "required": False,
+        "schema": {"type": "string", "maxLength": 128, "pattern": _REQUEST_ID.pattern},
+        "description": str(
+            _(
+                "Your id for this request (kept in the audit records); one is made when absent "
+                "or not of this form."
+            )
+        ),
+    }
+    for response in result.get("components", {}).get("responses", {}).values():
+        response.setdefault("headers", {})[REQUEST_ID_HEADER] = header
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            parameters = operation.setdefault("parameters", [])
+            if not any(p.get("name") == REQUEST_ID_HEADER for p in parameters):
+                parameters.append(parameter)
+            for response in operation["responses"].values():
+                if "$ref" not in response:
+                    response.setdefault("headers", {})[REQUEST_ID_HEADER] = header
+    return result

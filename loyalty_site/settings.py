@@ -273,5 +273,9 @@ MIDDLEWARE += [
     "loyalty_site.audit.RequestIdMiddleware",
     "loyalty_site.audit.AdminAuditMiddleware",
 ]
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    *SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"],
+    "loyalty_site.audit.document_request_id",
+]
 # Addresses (or networks) of the reverse proxies whose X-Forwarded-For is believed.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])

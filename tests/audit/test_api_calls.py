@@ -141,3 +141,12 @@ def test_api_call_records_are_read_only_in_the_admin_and_in_the_database(pos, me
         with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement)
     assert ApiCallRecord.objects.get().status_code == 201
+
+
+def test_the_openapi_document_describes_the_request_id_header(client):
+    schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+    events = schema["paths"]["/api/v1/events"]["post"]
+
+    assert any(p["name"] == "X-Request-ID" for p in events["parameters"])
+    assert "X-Request-ID" in events["responses"]["201"]["headers"]
+    assert "X-Request-ID" in schema["components"]["responses"]["DomainError"]["headers"]
