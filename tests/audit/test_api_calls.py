@@ -7,6 +7,7 @@ import re
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from loyalty_site.audit import client_ip
@@ -150,3 +151,14 @@ def test_the_openapi_document_describes_the_request_id_header(client):
     assert any(p["name"] == "X-Request-ID" for p in events["parameters"])
     assert "X-Request-ID" in events["responses"]["201"]["headers"]
     assert "X-Request-ID" in schema["components"]["responses"]["DomainError"]["headers"]
+
+
+def test_the_record_costs_no_extra_round_trip_on_post_events(pos, member):
+    # perf.md B2: the record is written by the statement that stores the idempotent response.
+    purchase = {"type": "purchase", "member": "u-1001", "reference": "o-1", "amount": "10.00"}
+    with CaptureQueriesContext(connection) as queries:
+        assert pos.post("events", purchase).status_code == 201
+
+    touching = [q["sql"] for q in queries.captured_queries if "apicallrecord" in (q["sql"] or "")]
+    assert len(touching) == 1
+    assert "UPDATE loyalty_site_idempotencyrecord" in touching[0]
