@@ -95,6 +95,8 @@ FINANCE = Role(
         *perms("members.tier", VIEW),
         *perms("campaigns.earningrule", VIEW),
         *perms("campaigns.campaign", VIEW),
+        # Reports and health metrics (liability, breakage, settlement): add their view
+        # permissions here when their models exist.
     ),
 )
 
