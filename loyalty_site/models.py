@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import pgtrigger
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from pghistory.models import Events
 
 
 class IdempotencyRecord(models.Model):
@@ -55,3 +58,59 @@ class SingletonSettings(models.Model):
     def get(cls):
         row, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
         return row
+
+
+class ApiCallRecord(models.Model):
+    """One partner API call that changed points or stock: who, from where, with which keys.
+
+    Written by the call's own transaction (loyalty_site/audit.py), so a record exists exactly
+    when the change does. Append-only: the database refuses UPDATE and DELETE.
+    """
+
+    partner = models.ForeignKey(
+        "points.Partner",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("partner"),
+        db_index=False,  # covered by apicallrecord_partner_idx
+    )
+    # The key's public prefix: unique per key and what the admin shows; the key's primary key
+    # embeds its hash.
+    api_key_prefix = models.CharField(_("API key"), max_length=16)
+    method = models.CharField(_("method"), max_length=8)
+    path = models.CharField(_("path"), max_length=512)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
+    request_id = models.CharField(_("request id"), max_length=128, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(_("status code"))
+    created_at = models.DateTimeField(_("created at"), db_default=models.functions.Now())
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("API call")
+        verbose_name_plural = _("API calls")
+        indexes = [
+            # One row per earn: keep the indexes few (perf.md B2). BRIN for date ranges.
+            models.Index(fields=["partner", "-created_at"], name="apicallrecord_partner_idx"),
+            BrinIndex(fields=["created_at"], name="apicallrecord_created_brin"),
+        ]
+        triggers = [
+            pgtrigger.Protect(
+                name="apicallrecord_append_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.request_id})"
+
+
+class AuditEvent(Events):
+    """The audit trail: every recorded change of every audited model (loyalty_site/audit.py),
+    read through pghistory's aggregate of the event tables. Never written directly; who made a
+    change is in `pgh_context` (user / partner, url, request id, IP)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit trail")

@@ -276,3 +276,23 @@ if not DEBUG and env.bool("DJANGO_SECURE", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Audit trail (loyalty_site/audit.py, docs/adr/0012-audit-trail-and-roles.md) -------------
+import pghistory  # noqa: E402
+
+# Who made a change is kept in each event row (JSON), not in a shared context table: the
+# triggers then do one INSERT and call no function that needs a subtransaction.
+PGHISTORY_CONTEXT_FIELD = pghistory.ContextJSONField()
+PGHISTORY_CONTEXT_ID_FIELD = pghistory.ContextUUIDField()
+# The trail is never edited: the database refuses UPDATE and DELETE on every event table.
+PGHISTORY_APPEND_ONLY = True
+MIDDLEWARE += [
+    "loyalty_site.audit.RequestIdMiddleware",
+    "loyalty_site.audit.AdminAuditMiddleware",
+]
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    *SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"],
+    "loyalty_site.audit.document_request_id",
+]
+# Addresses (or networks) of the reverse proxies whose X-Forwarded-For is believed.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])

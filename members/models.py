@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.audit import audited
 from loyalty_site.models import SingletonSettings
 
 # Unambiguous characters only: members read referral codes aloud and type them on phones.
@@ -24,6 +25,7 @@ def new_referral_code() -> str:
     return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
 
 
+@audited()
 class Tier(models.Model):
     """A membership level (铜银金钻) and its benefits. The default programme has one tier every
     member starts in; members qualify for higher tiers on growth value (docs/adr/0007)."""
@@ -126,6 +128,13 @@ class Tier(models.Model):
         return cls.objects.order_by("rank").first()
 
 
+# Personal data stays out of the trail (erasure must forget it); tier and growth move with
+# purchases and the nightly job, which keep their own history (TierChange, GrowthEntry).
+@audited(
+    personal=["name", "phone", "email", "birthday"],
+    quiet=["tier", "growth", "tier_since", "tier_period_ends_at"],
+    inserts_in_context_only=True,
+)
 class Member(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", _("active")
@@ -254,6 +263,7 @@ class MemberStatusChange(models.Model):
         return f"{self.member_id}: {self.from_status} -> {self.to_status}"
 
 
+@audited()
 class GrowthSettings(SingletonSettings):
     """How growth value (成长值) is earned and how tiers are kept: one row (pk=1), edited in admin.
 
@@ -295,6 +305,7 @@ class GrowthSettings(SingletonSettings):
         return str(_("Growth and tier settings"))
 
 
+@audited()
 class GrowthEventRule(models.Model):
     """Growth value a configured event type earns (check-in, review, registration ...)."""
 
@@ -409,6 +420,7 @@ def _score_range(field: str, low: int, high: int) -> models.Q:
     return models.Q(**{f"{field}__gte": low, f"{field}__lte": high})
 
 
+@audited()
 class Segment(models.Model):
     """A named group of members by RFM scores (1-5 each; 0 = no purchase in the data).
 

@@ -14,6 +14,7 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
+from loyalty_site.audit import audited
 from loyalty_site.models import SingletonSettings
 from members.models import Member
 
@@ -28,6 +29,7 @@ RETURN NULL;
 """
 
 
+@audited()
 class Partner(models.Model):
     """A merchant or system that talks to the programme (POS, shop, app, outlet).
 
@@ -63,6 +65,7 @@ class ApiScope(models.TextChoices):
     REWARDS_WRITE = "rewards:write", "rewards:write"
 
 
+@audited(exclude=["hashed_key"])
 class PartnerAPIKey(AbstractAPIKey):
     """An API key of a partner, stored hashed; the plain key is shown once at creation."""
 
@@ -93,6 +96,7 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(_("Unknown time zone: %(zone)s"), params={"zone": value})
 
 
+@audited()
 class ProgrammeSettings(SingletonSettings):
     """The programme's ledger settings: one row (pk=1), created by a migration, edited in admin.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -24,6 +25,7 @@ from loyalty_site.api.idempotency import IdempotentAPIView
 from loyalty_site.api.openapi_params import idempotency_key_parameter
 from loyalty_site.api.pagination import CursorPagination
 from loyalty_site.api.schema import problem
+from loyalty_site.audit import audit_context, partner_metadata, record_api_call
 from members.models import Tier
 from members.selectors import member_by_external_id
 from points.models import ProgrammeSettings
@@ -206,9 +208,14 @@ class RewardDetailApi(APIView):
             raise serializers.ValidationError({"code": [_("At most 64 characters.")]})
         serializer = RewardInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        reward, created = reward_upsert(
-            code=code, partner=request.user.partner, **serializer.validated_data
-        )
+        # The catalogue change is attributed to the partner in the audit trail; a stock change
+        # also leaves an ApiCallRecord, in the same transaction.
+        with transaction.atomic(), audit_context(**partner_metadata(request)):
+            reward, created = reward_upsert(
+                code=code, partner=request.user.partner, **serializer.validated_data
+            )
+            if "stock" in serializer.validated_data:
+                record_api_call(request, status_code=201 if created else 200)
         offer = catalogue_offer(reward.code)
         return Response(
             reward_representation(offer, ProgrammeSettings.get().currency),

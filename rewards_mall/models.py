@@ -15,6 +15,7 @@ from django.db.models.functions import Now
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.audit import audited
 from members.models import Member, Tier
 from points.models import Entry, Partner
 
@@ -28,6 +29,7 @@ def _in_language(chinese: str, english: str) -> str:
     return first or second
 
 
+@audited()
 class Category(models.Model):
     code = models.SlugField(_("code"), max_length=64, unique=True)
     name_zh = models.CharField(_("name (Chinese)"), max_length=128)
@@ -48,6 +50,8 @@ class Category(models.Model):
         return _in_language(self.name_zh, self.name_en)
 
 
+# Redemptions and cancellations move stock all day; each is its own record (Redemption).
+@audited(quiet=["stock"])
 class Reward(models.Model):
     """Something members redeem points for: goods, a coupon code, or a service."""
 
@@ -157,6 +161,7 @@ class Reward(models.Model):
         return self.kind == self.Kind.PHYSICAL
 
 
+@audited()
 class TierPrice(models.Model):
     """An explicit price of a reward for the members of one tier (overrides the list price)."""
 

@@ -18,6 +18,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.audit import audited
 from loyalty_site.models import SingletonSettings
 
 PURCHASE = "purchase"
@@ -102,6 +103,8 @@ class Targeting(models.Model):
         abstract = True
 
 
+# Every earn moves budget_used: only an operator's own change of it is worth a trail row.
+@audited(quiet=["budget_used"])
 class EarningRule(Targeting):
     """How an event earns points. Evaluated by campaigns.engine; every condition left empty
     matches everything. Points are rounded DOWN to a whole point once, after multipliers."""
@@ -269,6 +272,7 @@ class ExcludedProduct(models.Model):
         return f"{self.get_kind_display()}: {self.code}"
 
 
+@audited(quiet=["budget_used", "is_running"])
 class Campaign(Targeting):
     """A multiplier or bonus for a period (double-points days are campaigns).
 

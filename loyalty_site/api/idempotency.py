@@ -10,6 +10,9 @@ body differs). The claim uses INSERT ... ON CONFLICT, which sees rows committed 
 statement's snapshot was taken, so a duplicate that arrives just as the first commits can never
 run the write a second time; the unique (partner, key) constraint is the last line of defence.
 
+A successful write also leaves its ApiCallRecord (partner, key, Idempotency-Key, request id,
+client address), written by the same statement that stores the response.
+
 Domain errors (4xx from a LoyaltyError) are stored too, in a transaction of their own after the
 failed one rolled back, so a retry gets the same answer; validation errors of the request
 itself and 5xx answers are not stored, so a corrected retry runs.
@@ -32,8 +35,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from loyalty_site.audit import api_call_values
 from loyalty_site.exceptions import LoyaltyError
-from loyalty_site.models import IdempotencyRecord
+from loyalty_site.models import ApiCallRecord, IdempotencyRecord
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -63,6 +67,20 @@ SELECT (SELECT got FROM lock), (SELECT id FROM claim), r.fingerprint, r.response
        r.response_body::text
   FROM (SELECT 1) AS one
   LEFT JOIN {_TABLE} AS r ON r.partner_id = %(partner_id)s AND r.key = %(key)s
+"""
+
+
+_STORE_SUCCESS_SQL = f"""
+WITH stored AS (
+    UPDATE {_TABLE}
+       SET response_status = %(status_code)s, response_body = %(response_body)s::jsonb
+     WHERE id = %(claimed_id)s
+)
+INSERT INTO {ApiCallRecord._meta.db_table}
+       (partner_id, api_key_prefix, method, path, idempotency_key, request_id, client_ip,
+        status_code, created_at)
+VALUES (%(partner_id)s, %(api_key_prefix)s, %(method)s, %(path)s, %(idempotency_key)s,
+        %(request_id)s, %(client_ip)s, %(status_code)s, now())
 """
 
 
@@ -140,6 +158,22 @@ def _claim(request: Request, partner_id: int, key: str, fingerprint: str) -> int
     raise _Retry()  # committed after this statement's snapshot: the next read sees it
 
 
+def _store_success(request: Request, claimed_id: int, key: str, response: Response) -> None:
+    """Fill the claimed record with the response and write the call's ApiCallRecord (the audit
+    trail of writes that changed points or stock): one statement, no extra round trip."""
+    body = _rendered(response)
+    values = api_call_values(request, status_code=response.status_code, idempotency_key=key)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _STORE_SUCCESS_SQL,
+            {
+                **values,
+                "claimed_id": claimed_id,
+                "response_body": None if body is None else json.dumps(body),
+            },
+        )
+
+
 def _is_key_conflict(error: IntegrityError) -> bool:
     diag = getattr(error.__cause__, "diag", None)
     return getattr(diag, "constraint_name", None) == CONSTRAINT
@@ -180,10 +214,7 @@ def run_idempotent(request: Request, handler: Callable[[Request], Response]) -> 
                     failure = error
                 else:
                     if response.status_code < 400:
-                        IdempotencyRecord.objects.filter(pk=claimed).update(
-                            response_status=response.status_code,
-                            response_body=_rendered(response),
-                        )
+                        _store_success(request, claimed, key, response)
                         return response
                 # The write failed: undo whatever it did (and the claim) before answering.
                 transaction.set_rollback(True)
