@@ -144,6 +144,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "members.compute_segments",
         "schedule": crontab(hour=1, minute=30),
     },
+    # --- Webhooks (points/webhooks.py, docs/adr/0010): outbox fan-out and sending, every 10 s;
+    # a run that could not start within its interval is dropped, the next one does its work.
+    "deliver-webhooks": {
+        "task": "points.deliver_webhooks",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 

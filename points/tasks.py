@@ -8,7 +8,7 @@ from datetime import datetime
 from celery import shared_task
 from django.utils import timezone
 
-from points import services
+from points import services, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +38,18 @@ def check_ledger() -> int:
     for mismatch in mismatches:
         logger.error("ledger mismatch: %s", mismatch)
     return len(mismatches)
+
+
+@shared_task(name="points.deliver_webhooks")
+def deliver_webhooks(as_of: str | None = None) -> dict:
+    """Fan new outbox events out to webhook endpoints, then send the deliveries due by `as_of`."""
+    run = webhooks.deliver_webhooks(now=_moment(as_of))
+    return {
+        "events": run.fan_out.events,
+        "queued": run.fan_out.deliveries,
+        "attempts": run.send.attempts,
+        "delivered": run.send.delivered,
+        "failed": run.send.failed,
+        "gave_up": run.send.gave_up,
+        "endpoints_disabled": run.send.endpoints_disabled,
+    }
