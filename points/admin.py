@@ -410,6 +410,7 @@ def _warn_about_disabled_endpoints(request) -> None:
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
     event_types = forms.MultipleChoiceField(
         label=_("Event types"),
         choices=webhooks.EVENT_TYPES,
