@@ -36,7 +36,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Least
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -126,7 +127,8 @@ def endpoint_create(
 def endpoint_save(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """Save an endpoint edited by an operator. A new one gets a secret. One switched back on
     starts with a clean failure record (the next failure does not disable it again) and its
-    undelivered deliveries are due at once, still in each member's order."""
+    undelivered deliveries are due at once (none waits out a retry delay), in each member's
+    order."""
     with transaction.atomic():
         if not endpoint.secret:
             endpoint.secret = new_secret()
@@ -142,7 +144,7 @@ def endpoint_save(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
         endpoint.save()
         if endpoint.is_active and not was_active:
             WebhookDelivery.objects.filter(endpoint=endpoint, state__in=UNDELIVERED).update(
-                next_attempt_at=timezone.now()
+                next_attempt_at=Least("next_attempt_at", Value(timezone.now()))
             )
     return endpoint
 
