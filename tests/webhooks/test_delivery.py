@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -70,8 +71,10 @@ def test_a_failed_delivery_is_retried_with_backoff_until_the_receiver_accepts_it
         "data": event.payload,
     }
     assert body["data"]["points"] == 120
-    assert receiver.received[-1].headers["Loyalty-Signature"].startswith(
-        f"t={int((T0 + timedelta(minutes=4)).timestamp())},v1="
+    assert (
+        receiver.received[-1]
+        .headers["Loyalty-Signature"]
+        .startswith(f"t={int((T0 + timedelta(minutes=4)).timestamp())},v1=")
     )
 
 
@@ -104,7 +107,7 @@ def test_the_backoff_goes_on_for_more_than_24_hours_then_gives_up(receiver, endp
     log = list(WebhookAttempt.objects.filter(delivery=delivery).order_by("attempted_at"))
     assert len(log) == webhooks.MAX_ATTEMPTS == 10
     assert log[-1].attempted_at - log[0].attempted_at >= timedelta(hours=24)
-    gaps = [b.attempted_at - a.attempted_at for a, b in zip(log, log[1:], strict=False)]
+    gaps = [b.attempted_at - a.attempted_at for a, b in pairwise(log)]
     assert gaps[:4] == [timedelta(minutes=m) for m in (1, 3, 9, 27)]
     assert gaps == sorted(gaps)  # never shorter than the one before
     # Given up, it no longer holds back the member's next event (once the endpoint's pause ends).

@@ -169,9 +169,7 @@ def test_rolling_the_secret_signs_from_then_on_with_the_new_one(
     assert [r.status for r in receiver.received] == [401, 200]
 
 
-def test_an_operator_redelivers_a_delivery_from_the_admin(
-    admin_client, receiver, endpoint, member
-):
+def test_an_operator_redelivers_a_delivery_from_the_admin(admin_client, receiver, endpoint, member):
     # given: an event delivered once
     event = earn(member)
     webhooks.deliver_webhooks(now=T0)

@@ -49,9 +49,7 @@ def test_each_event_goes_to_the_endpoints_subscribed_to_its_type_once(
         (earnings.pk, earned.pk, member.pk),
         (orders.pk, redemption.pk, other_member.pk),
     ]
-    assert set(WebhookDelivery.objects.values_list("state", "next_attempt_at")) == {
-        ("pending", T0)
-    }
+    assert set(WebhookDelivery.objects.values_list("state", "next_attempt_at")) == {("pending", T0)}
     assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
     assert OutboxEvent.objects.get(pk=adjusted.pk).published_at == T0
 
