@@ -60,6 +60,8 @@ EVENT_TYPES = [
     ("points.reversed", gettext_lazy("points reversed (refund)")),
     ("points.adjusted", gettext_lazy("points adjusted")),
     ("points.released", gettext_lazy("pending points released")),
+    ("points.transferred", gettext_lazy("points transferred")),
+    ("points.converted", gettext_lazy("points converted")),
 ]
 
 SIGNATURE_HEADER = "Loyalty-Signature"

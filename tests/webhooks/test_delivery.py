@@ -6,8 +6,10 @@ import json
 import socket
 from datetime import timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from points import services, tasks, webhooks
 from points.models import OutboxEvent, WebhookAttempt, WebhookDelivery
@@ -213,3 +215,28 @@ def test_the_beat_task_reports_what_it_did(receiver, endpoint, member):
         "endpoints_disabled": [],
     }
     assert json.loads(receiver.received[0].raw)["type"] == "points.earned"
+
+
+def test_the_readme_snippet_verifies_a_real_delivery(receiver, endpoint, member):
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    section = readme.split("## Webhooks", 1)[1]
+    snippet = section.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(snippet, namespace)  # the documented code, exactly as a partner copies it
+    event_for(member)
+
+    webhooks.deliver_webhooks()  # now: the snippet refuses old timestamps
+
+    received = receiver.received[0]
+    header = received.headers["Loyalty-Signature"]
+    assert namespace["verify"](received.raw, header, endpoint.secret) is True
+    assert namespace["verify"](received.raw + b" ", header, endpoint.secret) is False
+    assert namespace["verify"](received.raw, header, "whsec_other") is False
+
+
+def test_the_job_is_on_the_beat_schedule():
+    entry = next(
+        e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "points.deliver_webhooks"
+    )
+    assert entry["schedule"] <= 60
+    assert tasks.deliver_webhooks.name == "points.deliver_webhooks"
