@@ -639,9 +639,9 @@ class WebhookDelivery(models.Model):
     """
 
     class State(models.TextChoices):
-        PENDING = "pending", _("pending")
+        PENDING = "pending", _("waiting to be sent")
         RETRYING = "retrying", _("retrying")
-        DELIVERED = "delivered", _("delivered")
+        DELIVERED = "delivered", _("delivered to the partner")
         FAILED = "failed", _("failed (gave up)")
 
     endpoint = models.ForeignKey(

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             name='WebhookDelivery',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('pending', 'pending'), ('retrying', 'retrying'), ('delivered', 'delivered'), ('failed', 'failed (gave up)')], default='pending', max_length=16, verbose_name='state')),
+                ('state', models.CharField(choices=[('pending', 'waiting to be sent'), ('retrying', 'retrying'), ('delivered', 'delivered to the partner'), ('failed', 'failed (gave up)')], default='pending', max_length=16, verbose_name='state')),
                 ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),
                 ('next_attempt_at', models.DateTimeField(blank=True, null=True, verbose_name='next attempt at')),
                 ('last_status_code', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='last response code')),
