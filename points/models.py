@@ -599,7 +599,12 @@ class WebhookEndpoint(models.Model):
         models.CharField(max_length=64), default=list, verbose_name=_("event types")
     )
     is_active = models.BooleanField(
-        _("active"), default=True, help_text=_("Inactive endpoints receive nothing.")
+        _("active"),
+        default=True,
+        help_text=_(
+            "Switched off by hand, it gets nothing. Disabled after failures, its events are "
+            "kept and sent when it is switched back on."
+        ),
     )
     failure_limit = models.PositiveIntegerField(
         _("disable after failures"),

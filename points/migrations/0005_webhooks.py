@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
                 ('url', models.URLField(max_length=500, verbose_name='URL')),
                 ('secret', models.CharField(editable=False, max_length=128, verbose_name='signing secret')),
                 ('event_types', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=64), default=list, size=None, verbose_name='event types')),
-                ('is_active', models.BooleanField(default=True, help_text='Inactive endpoints receive nothing.', verbose_name='active')),
+                ('is_active', models.BooleanField(default=True, help_text='Switched off by hand, it gets nothing. Disabled after failures, its events are kept and sent when it is switched back on.', verbose_name='active')),
                 ('failure_limit', models.PositiveIntegerField(default=10, help_text='Failed attempts in a row, with no success in between, after which the endpoint is disabled and operators are alerted (10 in a row is about 30 hours of failures).', validators=[django.core.validators.MinValueValidator(1)], verbose_name='disable after failures')),
                 ('consecutive_failures', models.PositiveIntegerField(default=0, verbose_name='failures in a row')),
                 ('paused_until', models.DateTimeField(blank=True, help_text='After a failure nothing is sent to the endpoint before this moment.', null=True, verbose_name='paused until')),

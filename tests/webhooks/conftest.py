@@ -123,3 +123,13 @@ def member(db):
 @pytest.fixture
 def other_member(db):
     return MemberFactory(external_id="u-1002")
+
+
+class MailServerDown:
+    """An EMAIL_BACKEND whose server never answers."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("smtp: connection refused")

@@ -236,3 +236,20 @@ def test_the_webhook_pages_open_and_filter(admin_client, receiver, endpoint, mem
     assert listed(type="tier.changed") == []
     assert listed(state__exact="delivered") == [delivery.pk]
     assert listed(q="u-1001") == [delivery.pk]
+
+
+def test_a_mail_server_that_is_down_does_not_stop_the_run(
+    receiver, endpoint, member, operators, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = "tests.webhooks.conftest.MailServerDown"
+    endpoint.failure_limit = 1
+    endpoint.save()
+    receiver.answers = [500]
+    earn(member)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = webhooks.deliver_webhooks(now=T0)
+
+    endpoint.refresh_from_db()
+    assert (run.send.attempts, run.send.endpoints_disabled) == (1, [endpoint.pk])
+    assert endpoint.is_active is False
