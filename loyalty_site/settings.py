@@ -151,6 +151,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 10.0,
         "options": {"expires": 10},
     },
+    "purge-webhook-deliveries": {
+        "task": "points.purge_webhook_deliveries",
+        "schedule": crontab(hour=4, minute=10),
+    },
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 
@@ -248,6 +252,9 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
 PROGRAMME_CACHE_SECONDS = env.float("PROGRAMME_CACHE_SECONDS", default=5)
 # Off behind a transaction-pooling PgBouncer that cannot keep prepared statements.
 LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True)
+# --- Webhooks (points/webhooks.py): delivered and given-up deliveries, and their attempt log,
+# are deleted after this many days (nightly job `points.purge_webhook_deliveries`).
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 
 LOGGING = {
     "version": 1,

@@ -700,6 +700,8 @@ class WebhookDelivery(models.Model):
                 condition=models.Q(state__in=["pending", "retrying"]),
                 name="webhook_delivery_member_queue",
             ),
+            # The retention purge, oldest first (rows are appended in time order).
+            BrinIndex(fields=["created_at"], name="webhook_delivery_created_brin"),
         ]
 
     def __str__(self) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from points import services, webhooks
@@ -53,3 +54,10 @@ def deliver_webhooks(as_of: str | None = None) -> dict:
         "gave_up": run.send.gave_up,
         "endpoints_disabled": run.send.endpoints_disabled,
     }
+
+
+@shared_task(name="points.purge_webhook_deliveries")
+def purge_webhook_deliveries(as_of: str | None = None) -> int:
+    """Delete finished webhook deliveries older than WEBHOOK_DELIVERY_RETENTION_DAYS."""
+    keep = timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    return webhooks.purge_deliveries(before=_moment(as_of) - keep)

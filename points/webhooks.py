@@ -543,6 +543,34 @@ def deliver_webhooks(*, now: datetime | None = None) -> WebhookRun:
     return WebhookRun(fan_out=fanned, send=sent)
 
 
+_PURGE_SQL = """
+WITH doomed AS (
+    SELECT id FROM points_webhookdelivery
+     WHERE state IN ('delivered', 'failed') AND created_at < %(before)s
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED
+),
+attempts AS (
+    DELETE FROM points_webhookattempt a USING doomed d WHERE a.delivery_id = d.id
+)
+DELETE FROM points_webhookdelivery w USING doomed d WHERE w.id = d.id
+"""
+
+
+def purge_deliveries(*, before: datetime, batch_size: int = FAN_OUT_BATCH) -> int:
+    """Delete delivered and given-up deliveries created before `before`, with their attempt
+    log, in chunks (one transaction each). Undelivered ones are kept whatever their age.
+    Returns how many deliveries were deleted."""
+    deleted = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_PURGE_SQL, {"before": before, "batch": batch_size})
+            chunk = cursor.rowcount
+        deleted += chunk
+        if chunk < batch_size:
+            return deleted
+
+
 def redeliver(*, delivery_ids: Iterable[int], now: datetime | None = None) -> int:
     """Send these deliveries again at the next run, whatever their state, with a fresh budget of
     attempts; their active endpoints' pause after a failure ends (the operator asked for now).

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from points import services, webhooks
-from points.models import OutboxEvent, WebhookDelivery
+from points import services, tasks, webhooks
+from points.models import OutboxEvent, WebhookAttempt, WebhookDelivery
 from tests.webhooks.conftest import at
 
 pytestmark = pytest.mark.django_db
@@ -78,3 +80,33 @@ def test_the_backoff_schedule_covers_more_than_24_hours():
     assert [d.total_seconds() / 60 for d in delays[:6]] == [1, 3, 9, 27, 81, 243]
     assert max(delays).total_seconds() == 8 * 3600
     assert sum(delays, start=delays[0] * 0).total_seconds() >= 24 * 3600
+
+
+def test_finished_deliveries_are_purged_after_the_retention_period(
+    receiver, endpoint, member, settings
+):
+    # given: three events fanned out 40 days ago: one delivered, one given up, one still waiting
+    settings.WEBHOOK_DELIVERY_RETENTION_DAYS = 30
+    old = [OutboxEvent.objects.create(type="points.earned", payload={}) for _ in range(3)]
+    webhooks.fan_out_events(now=T0)
+    webhooks.send_due_deliveries(now=T0)  # all three delivered (no member: no order to keep)
+    _delivered, gave_up, waiting = (WebhookDelivery.objects.get(event=e) for e in old)
+    WebhookDelivery.objects.filter(pk=gave_up.pk).update(state="failed")
+    WebhookDelivery.objects.filter(pk=waiting.pk).update(state="retrying")
+    # and one delivered yesterday
+    recent = OutboxEvent.objects.create(type="points.earned", payload={})
+    webhooks.deliver_webhooks(now=T0 + timedelta(days=39))
+
+    # when
+    purged = tasks.purge_webhook_deliveries(as_of=(T0 + timedelta(days=40)).isoformat())
+
+    # then
+    assert purged == 2
+    assert sorted(WebhookDelivery.objects.values_list("event_id", flat=True)) == [
+        waiting.event_id,
+        recent.pk,
+    ]
+    assert set(WebhookAttempt.objects.values_list("delivery__event_id", flat=True)) == {
+        waiting.event_id,
+        recent.pk,
+    }
