@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Q, Value
@@ -433,16 +432,14 @@ def _disable(*, endpoint: WebhookEndpoint, outcome: AttemptOutcome, now: datetim
 def endpoint_operators() -> Iterable[str]:
     """Email addresses of the active staff who may change webhook endpoints (and so switch a
     disabled one back on)."""
-    permission = Permission.objects.get(
-        content_type__app_label="points", codename="change_webhookendpoint"
-    )
+    permission = {"codename": "change_webhookendpoint", "content_type__app_label": "points"}
     users = (
         get_user_model()
         .objects.filter(is_active=True, is_staff=True)
         .filter(
             Q(is_superuser=True)
-            | Q(user_permissions=permission)
-            | Q(groups__permissions=permission)
+            | Q(**{f"user_permissions__{key}": value for key, value in permission.items()})
+            | Q(**{f"groups__permissions__{key}": value for key, value in permission.items()})
         )
         .exclude(email="")
         .distinct()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.core import mail
 
 from points import services, webhooks
@@ -29,10 +29,15 @@ def earn(member, points: int = 10) -> OutboxEvent:
 @pytest.fixture
 def operators(db):
     """Who gets the alert: staff allowed to change endpoints (directly or as superuser)."""
-    allowed = OperatorFactory(username="ops", email="ops@example.com", is_staff=True)
-    allowed.user_permissions.add(
-        Permission.objects.get(codename="change_webhookendpoint", content_type__app_label="points")
+    change = Permission.objects.get(
+        codename="change_webhookendpoint", content_type__app_label="points"
     )
+    OperatorFactory(username="ops", email="ops@example.com", is_staff=True).user_permissions.add(
+        change
+    )
+    integrators = Group.objects.create(name="integrators")
+    integrators.permissions.add(change)
+    OperatorFactory(username="it", email="it@example.com", is_staff=True).groups.add(integrators)
     OperatorFactory(username="boss", email="boss@example.com", is_staff=True, is_superuser=True)
     OperatorFactory(username="viewer", email="viewer@example.com", is_staff=True)
     OperatorFactory(username="gone", email="gone@example.com", is_staff=True, is_active=False)
@@ -62,7 +67,7 @@ def test_an_endpoint_is_disabled_after_its_run_of_failures_and_operators_are_ale
     assert "HTTP 503" in endpoint.disabled_reason
     assert len(mail.outbox) == 1
     alert = mail.outbox[0]
-    assert sorted(alert.to) == ["boss@example.com", "ops@example.com"]
+    assert sorted(alert.to) == ["boss@example.com", "it@example.com", "ops@example.com"]
     assert receiver.url in alert.body and "HTTP 503" in alert.body
     assert receiver.url in alert.subject
 
