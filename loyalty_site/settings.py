@@ -145,11 +145,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=1, minute=30),
     },
     # --- Webhooks (points/webhooks.py, docs/adr/0010): outbox fan-out and sending, every 10 s;
-    # a run that could not start within its interval is dropped, the next one does its work.
+    # a run that could not start within its interval is dropped, the next one does its work
+    # (`expire_seconds`: django-celery-beat's name for the message's `expires`).
     "deliver-webhooks": {
         "task": "points.deliver_webhooks",
         "schedule": 10.0,
-        "options": {"expires": 10},
+        "options": {"expire_seconds": 10},
     },
     "purge-webhook-deliveries": {
         "task": "points.purge_webhook_deliveries",
