@@ -149,6 +149,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "campaigns.send_expiry_reminders",
         "schedule": crontab(hour=10, minute=0),
     },
+    # --- Webhooks (points/webhooks.py, docs/adr/0010): outbox fan-out and sending, every 10 s;
+    # a run that could not start within its interval is dropped, the next one does its work
+    # (`expire_seconds`: django-celery-beat's name for the message's `expires`).
+    "deliver-webhooks": {
+        "task": "points.deliver_webhooks",
+        "schedule": 10.0,
+        "options": {"expire_seconds": 10},
+    },
+    "purge-webhook-deliveries": {
+        "task": "points.purge_webhook_deliveries",
+        "schedule": crontab(hour=4, minute=10),
+    },
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 
@@ -258,6 +270,9 @@ PROGRAMME_CACHE_SECONDS = env.float("PROGRAMME_CACHE_SECONDS", default=5)
 RULEBOOK_CHECK_SECONDS = env.float("RULEBOOK_CHECK_SECONDS", default=2)
 # Off behind a transaction-pooling PgBouncer that cannot keep prepared statements.
 LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True)
+# --- Webhooks (points/webhooks.py): delivered and given-up deliveries, and their attempt log,
+# are deleted after this many days (nightly job `points.purge_webhook_deliveries`).
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 
 LOGGING = {
     "version": 1,

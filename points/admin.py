@@ -1,5 +1,5 @@
-"""The ledger in the Django admin: programme settings, partners and their keys, and read-only
-accounts, entries, lots, orders and outbox events.
+"""The ledger in the Django admin: programme settings, partners and their keys, read-only
+accounts, entries, lots, orders and outbox events, and webhook endpoints and deliveries.
 
 Entry and lot lists stay fast on tens of millions of rows: one query for the page (member and
 merchant joined), no unfiltered second count, a count capped at LARGE_TABLE_COUNT_CAP, and
@@ -16,14 +16,17 @@ from django.core.paginator import Paginator
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import localize
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from loyalty_site.api.keys import create_partner_key
 from loyalty_site.exceptions import LoyaltyError
-from points import services
+from points import services, webhooks
 from points.models import (
     Account,
     ApiScope,
@@ -38,6 +41,9 @@ from points.models import (
     ProgrammeSettings,
     Transfer,
     TransferSettings,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 LARGE_TABLE_COUNT_CAP = 10_000
@@ -493,3 +499,234 @@ class ConversionAdmin(ReadOnlyAdmin):
     @admin.display(description=_("member"))
     def member_external_id(self, conversion: Conversion) -> str:
         return conversion.account.member.external_id
+
+
+# --- Webhooks (points/webhooks.py, docs/adr/0010) -----------------------------------------------
+def _warn_about_disabled_endpoints(request) -> None:
+    # The banner operators see on the webhook pages while an endpoint stays disabled by failures.
+    for endpoint in WebhookEndpoint.objects.filter(
+        is_active=False, disabled_at__isnull=False
+    ).select_related("partner"):
+        messages.error(
+            request,
+            gettext(
+                "Webhook endpoint %(endpoint)s is disabled since %(when)s: %(reason)s Its events "
+                "are kept; switch it back on when the receiver works again."
+            )
+            % {
+                "endpoint": endpoint,
+                "when": localize(timezone.localtime(endpoint.disabled_at)),
+                "reason": endpoint.disabled_reason,
+            },
+        )
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        label=_("Event types"),
+        choices=webhooks.EVENT_TYPES,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["partner", "url", "event_types", "is_active", "failure_limit"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = [
+        "url",
+        "partner",
+        "subscribed_types",
+        "is_active",
+        "consecutive_failures",
+        "disabled_at",
+    ]
+    list_filter = ["is_active", "partner"]
+    list_select_related = ["partner"]
+    search_fields = ["url", "partner__name"]
+    readonly_fields = [
+        "consecutive_failures",
+        "paused_until",
+        "disabled_at",
+        "disabled_reason",
+        "created_at",
+    ]
+    actions = ["switch_on", "roll_secret"]
+
+    @admin.display(description=_("event types"))
+    def subscribed_types(self, endpoint: WebhookEndpoint) -> str:
+        return ", ".join(endpoint.event_types)
+
+    def save_model(self, request, obj, form, change) -> None:
+        webhooks.endpoint_save(endpoint=obj)
+        if not change:
+            self.message_user(
+                request,
+                gettext(
+                    "Signing secret of %(endpoint)s: %(secret)s. Give it to the partner now: it "
+                    "will not be shown again."
+                )
+                % {"endpoint": obj, "secret": obj.secret},
+                messages.WARNING,
+            )
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET":
+            _warn_about_disabled_endpoints(request)
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description=_("Switch on again (clears the failures)"), permissions=["change"])
+    def switch_on(self, request, queryset):
+        switched = 0
+        for endpoint in queryset.filter(is_active=False).order_by("pk"):
+            webhooks.endpoint_enable(endpoint=endpoint)
+            switched += 1
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d endpoint switched on.", "%(count)d endpoints switched on.", switched
+            )
+            % {"count": switched},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Roll the signing secret"), permissions=["change"])
+    def roll_secret(self, request, queryset):
+        for endpoint in queryset.select_related("partner").order_by("pk"):
+            secret = webhooks.endpoint_roll_secret(endpoint=endpoint)
+            self.message_user(
+                request,
+                gettext(
+                    "New signing secret of %(endpoint)s: %(secret)s. Give it to the partner now: "
+                    "it will not be shown again."
+                )
+                % {"endpoint": endpoint, "secret": secret},
+                messages.WARNING,
+            )
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ["attempted_at", "succeeded", "status_code", "duration_ms", "error", "response_body"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class WebhookEventTypeFilter(admin.SimpleListFilter):
+    # The known types, not a DISTINCT over the outbox (which grows with the ledger).
+    title = _("event type")
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return webhooks.EVENT_TYPES
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(event__type=self.value())
+        return queryset
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "event_id",
+        "event_type",
+        "member_external_id",
+        "endpoint",
+        "state",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["state", WebhookEventTypeFilter, "endpoint"]
+    search_fields = ["=event__member_external_id"]
+    list_select_related = ["event", "endpoint__partner"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    fields = [
+        "endpoint",
+        "event",
+        "member_external_id",
+        "state",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+        "body",
+    ]
+    readonly_fields = fields
+    inlines = [WebhookAttemptInline]
+    actions = ["redeliver"]
+
+    @admin.display(description=_("type"))
+    def event_type(self, delivery: WebhookDelivery) -> str:
+        return delivery.event.type
+
+    @admin.display(description=_("member"))
+    def member_external_id(self, delivery: WebhookDelivery) -> str:
+        return delivery.event.member_external_id
+
+    @admin.display(description=_("body"))
+    def body(self, delivery: WebhookDelivery) -> str:
+        return format_html("<pre>{}</pre>", webhooks.event_body(delivery.event).decode())
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Needed for the redeliver action to be offered; the form itself stays read-only.
+        return obj is None and request.user.has_perm("points.change_webhookdelivery")
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET":
+            _warn_about_disabled_endpoints(request)
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description=_("Redeliver the selected deliveries"), permissions=["change"])
+    def redeliver(self, request, queryset):
+        count = queryset.count()
+        if count > MAX_ACTION_ROWS:
+            self.message_user(
+                request,
+                gettext("Select at most %(max)d deliveries at a time.") % {"max": MAX_ACTION_ROWS},
+                messages.ERROR,
+            )
+            return None
+        waiting = queryset.filter(endpoint__is_active=False).count()
+        queued = webhooks.redeliver(delivery_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d delivery will be sent again within a few seconds.",
+                "%(count)d deliveries will be sent again within a few seconds.",
+                queued,
+            )
+            % {"count": queued},
+            messages.SUCCESS,
+        )
+        if waiting:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d of them goes to a disabled endpoint: it waits until the endpoint "
+                    "is switched on.",
+                    "%(count)d of them go to a disabled endpoint: they wait until the endpoint "
+                    "is switched on.",
+                    waiting,
+                )
+                % {"count": waiting},
+                messages.WARNING,
+            )
+        return None

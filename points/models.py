@@ -845,3 +845,160 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.direction} {self.points}"
+
+
+# --- Outbound webhooks (docs/adr/0010) ----------------------------------------------------------
+class WebhookEndpoint(models.Model):
+    """A partner's URL that receives the outbox events of the types it subscribes to, signed with
+    its secret (api.md, "Webhooks (outbound)").
+
+    The secret is kept in clear because every delivery is signed with it (HMAC); the admin shows
+    it once, when the endpoint is created. After `failure_limit` failed attempts in a row the
+    endpoint is disabled (`disabled_at`, `disabled_reason`) and operators are alerted.
+    """
+
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.CASCADE,
+        related_name="webhook_endpoints",
+        verbose_name=_("partner"),
+    )
+    url = models.URLField(_("URL"), max_length=500)
+    secret = models.CharField(_("signing secret"), max_length=128, editable=False)
+    event_types = ArrayField(
+        models.CharField(max_length=64), default=list, verbose_name=_("event types")
+    )
+    is_active = models.BooleanField(
+        _("active"),
+        default=True,
+        help_text=_(
+            "Switched off by hand, it gets nothing. Disabled after failures, its events are "
+            "kept and sent when it is switched back on."
+        ),
+    )
+    failure_limit = models.PositiveIntegerField(
+        _("disable after failures"),
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Failed attempts in a row, with no success in between, after which the endpoint is "
+            "disabled and operators are alerted (10 in a row is about 30 hours of failures)."
+        ),
+    )
+    consecutive_failures = models.PositiveIntegerField(_("failures in a row"), default=0)
+    paused_until = models.DateTimeField(
+        _("paused until"),
+        null=True,
+        blank=True,
+        help_text=_("After a failure nothing is sent to the endpoint before this moment."),
+    )
+    disabled_at = models.DateTimeField(_("disabled at"), null=True, blank=True)
+    disabled_reason = models.TextField(_("why it was disabled"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        ordering = ["partner__name", "url"]
+
+    def __str__(self) -> str:
+        return f"{self.partner} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One outbox event to one endpoint: its state, attempts so far and next attempt.
+
+    Unique per (endpoint, event), so fanning out an event twice queues it once. `member` orders
+    deliveries: one of a member is not sent while an earlier one (lower event id) of that member
+    to the same endpoint is still pending or retrying.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("waiting to be sent")
+        RETRYING = "retrying", _("retrying")
+        DELIVERED = "delivered", _("delivered to the partner")
+        FAILED = "failed", _("failed (gave up)")
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("endpoint"),
+        db_index=False,  # covered by webhook_delivery_endpoint_event
+    )
+    event = models.ForeignKey(
+        OutboxEvent, on_delete=models.PROTECT, related_name="+", verbose_name=_("event")
+    )
+    member = models.ForeignKey(
+        Member,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("member"),
+        db_index=False,  # covered by webhook_delivery_member_queue
+    )
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(
+        _("last response code"), null=True, blank=True
+    )
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), db_default=Now())
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event"], name="webhook_delivery_endpoint_event"
+            ),
+        ]
+        indexes = [
+            # The sender's scan for due deliveries.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=models.Q(state__in=["pending", "retrying"]),
+                name="webhook_delivery_due_idx",
+            ),
+            # Per-member ordering: is an earlier delivery of this member still undelivered?
+            models.Index(
+                fields=["endpoint", "member", "event"],
+                condition=models.Q(state__in=["pending", "retrying"]),
+                name="webhook_delivery_member_queue",
+            ),
+            # The retention purge, oldest first (rows are appended in time order).
+            BrinIndex(fields=["created_at"], name="webhook_delivery_created_brin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.endpoint_id} ({self.state})"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP POST of a delivery: when, the response code (none when the request never got an
+    answer), how long it took and what went wrong."""
+
+    delivery = models.ForeignKey(
+        WebhookDelivery,
+        on_delete=models.CASCADE,
+        related_name="attempt_log",
+        verbose_name=_("delivery"),
+    )
+    attempted_at = models.DateTimeField(_("attempted at"))
+    succeeded = models.BooleanField(_("succeeded"))
+    status_code = models.PositiveSmallIntegerField(_("response code"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"))
+    error = models.TextField(_("error"), blank=True)
+    response_body = models.TextField(_("response (start)"), blank=True)
+
+    class Meta:
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
+        ordering = ["attempted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} @ {self.attempted_at:%Y-%m-%d %H:%M:%S} {self.status_code}"

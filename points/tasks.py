@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
-from points import services
+from points import services, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +39,25 @@ def check_ledger() -> int:
     for mismatch in mismatches:
         logger.error("ledger mismatch: %s", mismatch)
     return len(mismatches)
+
+
+@shared_task(name="points.deliver_webhooks")
+def deliver_webhooks(as_of: str | None = None) -> dict:
+    """Fan new outbox events out to webhook endpoints, then send the deliveries due by `as_of`."""
+    run = webhooks.deliver_webhooks(now=_moment(as_of))
+    return {
+        "events": run.fan_out.events,
+        "queued": run.fan_out.deliveries,
+        "attempts": run.send.attempts,
+        "delivered": run.send.delivered,
+        "failed": run.send.failed,
+        "gave_up": run.send.gave_up,
+        "endpoints_disabled": run.send.endpoints_disabled,
+    }
+
+
+@shared_task(name="points.purge_webhook_deliveries")
+def purge_webhook_deliveries(as_of: str | None = None) -> int:
+    """Delete finished webhook deliveries older than WEBHOOK_DELIVERY_RETENTION_DAYS."""
+    keep = timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    return webhooks.purge_deliveries(before=_moment(as_of) - keep)
