@@ -63,3 +63,28 @@ class LedgerInconsistent(PointsError):
     code = "server_error"
     status = 500
     default_message = _("The points ledger is inconsistent; nothing was changed.")
+
+
+# --- Maker-checker and bulk grants (points/grants.py) --------------------------------------------
+class OwnRequestApproval(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("Another operator must decide: nobody approves or rejects their own.")
+
+
+class AlreadyDecided(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This was already approved or rejected.")
+
+
+class DuplicateBulkGrantFile(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This file was already uploaded as another bulk grant.")
+
+
+class BulkGrantFileInvalid(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("The file cannot be used for a bulk grant.")

@@ -8,7 +8,7 @@ from datetime import datetime
 from celery import shared_task
 from django.utils import timezone
 
-from points import services
+from points import grants, services
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +38,15 @@ def check_ledger() -> int:
     for mismatch in mismatches:
         logger.error("ledger mismatch: %s", mismatch)
     return len(mismatches)
+
+
+@shared_task(name="points.run_bulk_grant")
+def run_bulk_grant(grant_id: int, chunk_size: int = 500) -> dict:
+    """Grant the pending rows of a bulk grant (queued on upload or approval; safe to re-run)."""
+    run = grants.run_bulk_grant(grant_id=grant_id, chunk_size=chunk_size)
+    return {
+        "grant": grant_id,
+        "state": run.grant.state,
+        "granted": run.granted,
+        "skipped": run.skipped,
+    }
