@@ -54,6 +54,7 @@ def staff_client():
     def make(user, *codenames: str) -> Client:
         client = Client()
         client.force_login(_with_permissions(user, *codenames))
+        client.cookies["django_language"] = "en"  # assertions read English
         return client
 
     return make
@@ -86,3 +87,10 @@ def as_upload():
         return SimpleUploadedFile(name, io.BytesIO(content).getvalue())
 
     return make
+
+
+@pytest.fixture
+def english_admin(admin_client):
+    """The superuser's admin client, reading pages in English."""
+    admin_client.cookies["django_language"] = "en"
+    return admin_client
