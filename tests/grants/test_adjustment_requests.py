@@ -252,9 +252,7 @@ def test_an_operator_cannot_approve_their_own_request_in_the_admin(
     assert Entry.objects.count() == 0
 
 
-def test_another_operator_approves_in_the_admin(
-    member, maker, checker, thresholds, staff_client
-):
+def test_another_operator_approves_in_the_admin(member, maker, checker, thresholds, staff_client):
     thresholds(adjustment=100)
     _adjust_in_admin(staff_client(maker, *ADJUST_PERMISSIONS), member, 5000)
     request = AdjustmentRequest.objects.get()

@@ -63,9 +63,7 @@ def _row_errors(preview) -> dict[int, list[str]]:
 
 def _error_columns(preview) -> dict[int, list[str]]:
     """Line number -> the columns the preview flags on it."""
-    return {
-        row.number: sorted(row.error_dict) for row in preview.context["result"].invalid_rows
-    }
+    return {row.number: sorted(row.error_dict) for row in preview.context["result"].invalid_rows}
 
 
 def test_a_csv_file_with_bad_rows_shows_each_rows_errors_and_imports_nothing(
@@ -140,9 +138,7 @@ def test_an_xlsx_file_is_previewed_then_confirmed_into_a_queued_grant(
     assert not Entry.objects.exists()  # granted by the task, not by the request
 
 
-def test_a_grant_above_the_threshold_waits_for_approval(
-    five_rows, maker, staff_client, thresholds
-):
+def test_a_grant_above_the_threshold_waits_for_approval(five_rows, maker, staff_client, thresholds):
     thresholds(bulk_grant=100)
     client = staff_client(maker, "view_bulkgrant", "add_bulkgrant")
     preview = _preview(client, grant_file(five_rows), "big.csv", CSV_FORMAT)
@@ -193,7 +189,7 @@ def test_the_database_refuses_a_second_grant_with_the_same_content(five_rows, ma
         BulkGrant.objects.create(content_hash=grant.content_hash, uploaded_by=maker)
 
 
-# --- The run ----------------------------------------------------------------------------------------
+# --- The run ---------------------------------------------------------------------------------
 def test_the_task_run_twice_grants_once(five_rows, maker):
     _result, grant = upload_grant(five_rows, user=maker)
 
@@ -355,7 +351,7 @@ def test_a_member_gone_between_upload_and_run_is_skipped(five_rows, maker):
     assert Entry.objects.count() == 4
 
 
-# --- Maker-checker for bulk grants --------------------------------------------------------------------
+# --- Maker-checker for bulk grants -------------------------------------------------------------
 def test_the_uploader_cannot_approve_their_own_grant(five_rows, maker, thresholds):
     thresholds(bulk_grant=100)
     _result, grant = upload_grant(five_rows, user=maker)
