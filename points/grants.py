@@ -373,8 +373,7 @@ def run_bulk_grant(
             skipped += status == BulkGrantRow.Status.SKIPPED
         after = chunk[-1][1]
         if on_chunk is not None:
-            grant.refresh_from_db()
-            on_chunk(grant)
+            on_chunk(BulkGrant.objects.get(pk=grant_id))
     grant = _finish_bulk_grant(grant_id=grant_id)
     return BulkGrantRun(grant=grant, granted=granted, skipped=skipped)
 

@@ -432,3 +432,49 @@ def test_an_operator_without_the_upload_permission_cannot_import(maker, staff_cl
     client = staff_client(maker, "view_bulkgrant")
 
     assert client.get(IMPORT_URL).status_code == 403
+
+
+def test_chinese_column_headers_and_xlsx_numbers_are_read(members, maker):
+    import tablib
+
+    from points.grants_admin import BulkGrantRowResource
+
+    dataset = tablib.Dataset(("m-1", 25.0, "春节"), ("m-2", 5, "春节"), ("", None, None))
+    dataset.headers = ["会员", "积分", "原因"]
+
+    result = BulkGrantRowResource().import_data(
+        dataset, dry_run=False, user=maker, file_name="春节.xlsx"
+    )
+
+    assert not result.has_errors() and not result.has_validation_errors()
+    grant = BulkGrant.objects.get()
+    assert list(grant.rows.values_list("member_external_id", "points", "reason")) == [
+        ("m-1", 25, "春节"),
+        ("m-2", 5, "春节"),
+    ]  # the blank line at the end is not a row
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        ("admin:points_approvalsettings_changelist", False),
+        ("admin:points_adjustmentrequest_changelist", False),
+        ("admin:points_adjustmentrequest_change", "request"),
+        ("admin:points_bulkgrant_changelist", False),
+        ("admin:points_bulkgrant_import", False),
+        ("admin:points_bulkgrantrow_changelist", False),
+    ],
+)
+def test_the_pages_open(english_admin, five_rows, maker, thresholds, page):
+    thresholds(adjustment=1)
+    request = grants.adjust_or_request_approval(
+        member=MemberFactory(), points=5, reason="r", operator=maker
+    ).request
+    upload_grant(five_rows, user=maker)
+    name, with_object = page
+
+    response = english_admin.get(
+        reverse(name, args=[request.pk] if with_object else []), follow=True
+    )
+
+    assert response.status_code == 200
