@@ -449,7 +449,7 @@ class BulkGrantAdmin(ImportMixin, ReadOnlyAdmin):
         return JsonResponse(bulk_grant_progress(grant=grant))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        grant = BulkGrant.objects.filter(pk=object_id).first()
+        grant = self.get_object(request, object_id)
         extra_context = {**(extra_context or {})}
         if grant is not None:
             extra_context["progress"] = bulk_grant_progress(grant=grant)

@@ -478,3 +478,37 @@ def test_the_pages_open(english_admin, five_rows, maker, thresholds, page):
     )
 
     assert response.status_code == 200
+
+
+def test_a_stalled_grant_is_resumed_from_the_admin(
+    five_rows, maker, staff_client, django_capture_on_commit_callbacks
+):
+    from django.contrib.admin import helpers
+
+    _result, grant = upload_grant(five_rows, user=maker)
+    with pytest.raises(SimulatedKill):
+        grants.run_bulk_grant(
+            grant_id=grant.pk,
+            chunk_size=3,
+            on_chunk=lambda g: (_ for _ in ()).throw(SimulatedKill()),
+        )
+    client = staff_client(maker, "view_bulkgrant", "add_bulkgrant")
+
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(
+            reverse("admin:points_bulkgrant_changelist"),
+            {"action": "resume_grants", helpers.ACTION_CHECKBOX_NAME: [grant.pk]},
+        )
+    run_bulk_grant_task(grant.pk)
+
+    assert response.status_code == 302
+    assert len(queued) == 1
+    grant.refresh_from_db()
+    assert (grant.state, grant.granted_rows) == ("done", 5)
+    assert Entry.objects.count() == 5
+
+
+def test_an_unknown_grant_page_goes_back_to_the_list(english_admin):
+    missing = english_admin.get(reverse("admin:points_bulkgrant_change", args=[999999]))
+
+    assert missing.status_code == 302  # the admin's answer to an object that does not exist
