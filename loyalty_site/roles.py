@@ -90,6 +90,16 @@ OPERATOR = Role(
         *perms("campaigns.referralsettings", VIEW, CHANGE),
         *perms("campaigns.referralreward", VIEW),
         *perms("members.checkin", VIEW),
+        # Maker-checker: a second operator approves (never the one who asked: the database
+        # refuses it); bulk grants are uploaded, approved and resumed here.
+        *perms("points.adjustmentrequest", VIEW),
+        "points.approve_adjustmentrequest",
+        *perms("points.bulkgrant", VIEW, ADD),
+        "points.approve_bulkgrant",
+        *perms("points.bulkgrantrow", VIEW),
+        # Webhook endpoints of partners and their delivery log (redeliver is a change).
+        *perms("points.webhookendpoint", VIEW, ADD, CHANGE),
+        *perms("points.webhookdelivery", VIEW, CHANGE),
         # Expiry reminders: their templates and the delivery log.
         *perms("campaigns.remindersettings", VIEW, CHANGE),
         *perms("campaigns.messagetemplate", VIEW, CHANGE),

@@ -4,7 +4,8 @@ accounts, entries, lots, orders and outbox events, and webhook endpoints and del
 Entry and lot lists stay fast on tens of millions of rows: one query for the page (member and
 merchant joined), no unfiltered second count, a count capped at LARGE_TABLE_COUNT_CAP, and
 member search by exact external id (an index lookup). Points change only through services:
-the "Adjust points" action calls `adjust`.
+the "Adjust points" action calls `adjust`, or stores a request for a second operator above the
+approval threshold (maker-checker and bulk grants: points/grants_admin.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from loyalty_site.api.keys import create_partner_key
 from loyalty_site.exceptions import LoyaltyError
-from points import services, webhooks
+from points import grants, services, webhooks
 from points.models import (
     Account,
     ApiScope,
@@ -277,10 +278,11 @@ class AccountAdmin(ReadOnlyAdmin):
                 submit=gettext("Adjust"),
             )
         points, reason = form.cleaned_data["points"], form.cleaned_data["reason"]
-        adjusted = 0
+        adjusted = requested = 0
         for account in queryset.select_related("member").order_by("pk"):
             try:
-                services.adjust(
+                # Above the approval threshold this stores a request for a second operator.
+                outcome = grants.adjust_or_request_approval(
                     member=account.member, points=points, reason=reason, operator=request.user
                 )
             except LoyaltyError as error:
@@ -288,7 +290,21 @@ class AccountAdmin(ReadOnlyAdmin):
                     request, f"{account.member.external_id}: {error.message}", messages.ERROR
                 )
             else:
-                adjusted += 1
+                adjusted += outcome.entry is not None
+                requested += outcome.request is not None
+        if requested:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d adjustment of %(points)+d points waits for another operator's "
+                    "approval (Adjustment requests).",
+                    "%(count)d adjustments of %(points)+d points wait for another operator's "
+                    "approval (Adjustment requests).",
+                    requested,
+                )
+                % {"count": requested, "points": points},
+                messages.WARNING,
+            )
         if adjusted:
             self.message_user(
                 request,
@@ -730,3 +746,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
                 messages.WARNING,
             )
         return None
+
+
+# Maker-checker and bulk grants register their pages from their own module (docs/adr/0013).
+from points import grants_admin  # noqa: E402, F401

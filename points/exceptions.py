@@ -90,3 +90,28 @@ class InvalidConversion(PointsError):
     code = "validation_error"
     status = 422
     default_message = _("This conversion is not valid.")
+
+
+# --- Maker-checker and bulk grants (points/grants.py) --------------------------------------------
+class OwnRequestApproval(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("Another operator must decide: nobody approves or rejects their own.")
+
+
+class AlreadyDecided(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This was already approved or rejected.")
+
+
+class DuplicateBulkGrantFile(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("This file was already uploaded as another bulk grant.")
+
+
+class BulkGrantFileInvalid(PointsError):
+    code = "validation_error"
+    status = 422
+    default_message = _("The file cannot be used for a bulk grant.")

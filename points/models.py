@@ -1002,3 +1002,267 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} @ {self.attempted_at:%Y-%m-%d %H:%M:%S} {self.status_code}"
+
+
+# --- Maker-checker and bulk grants (docs/adr/0013) ------------------------------------------------
+class ApprovalSettings(SingletonSettings):
+    """How large a manual change of points may be before a second operator must approve it."""
+
+    adjustment_threshold = models.PositiveIntegerField(
+        _("adjustment approval threshold"),
+        default=1000,
+        help_text=_(
+            "A manual adjustment of more than this many points (either sign) waits for a second "
+            "operator's approval."
+        ),
+    )
+    bulk_grant_threshold = models.PositiveIntegerField(
+        _("bulk grant approval threshold"),
+        default=1000,
+        help_text=_(
+            "A bulk grant file moving more than this many points in all (sum of the absolute "
+            "points of its rows) waits for a second operator's approval."
+        ),
+    )
+
+    class Meta(SingletonSettings.Meta):
+        verbose_name = _("approval settings")
+        verbose_name_plural = _("approval settings")
+
+    def __str__(self) -> str:
+        return str(_("Approval settings"))
+
+
+class AdjustmentRequest(models.Model):
+    """A manual adjustment above the threshold, waiting for a second operator (maker-checker).
+
+    The database refuses a decision by the operator who asked (CHECK decided_by <> requested_by)
+    and an approved request without its ledger entry.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("waiting for approval")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="+", verbose_name=_("member")
+    )
+    points = models.BigIntegerField(_("points"))
+    reason = models.TextField(_("reason"))
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    requested_at = models.DateTimeField(_("requested at"), db_default=Now())
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    rejection_reason = models.TextField(_("rejection reason"), blank=True, default="")
+    entry = models.OneToOneField(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("ledger entry"),
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("adjustment request")
+        verbose_name_plural = _("adjustment requests")
+        permissions = [
+            ("approve_adjustmentrequest", _("Can approve or reject adjustment requests"))
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=models.Q(state="pending"), name="adjrequest_pending_idx"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(points=0), name="adjrequest_points_not_zero"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True)
+                | ~models.Q(decided_by=models.F("requested_by")),
+                name="adjrequest_decided_by_another_operator",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    state="pending", decided_by__isnull=True, decided_at__isnull=True
+                )
+                | models.Q(
+                    state__in=["approved", "rejected"],
+                    decided_by__isnull=False,
+                    decided_at__isnull=False,
+                ),
+                name="adjrequest_decision_recorded",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state="approved", entry__isnull=False)
+                | (~models.Q(state="approved") & models.Q(entry__isnull=True)),
+                name="adjrequest_approved_has_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.points:+d}"
+
+
+class BulkGrant(models.Model):
+    """Points granted from an uploaded file (member, points, reason), one BulkGrantRow a line.
+
+    Idempotent per file: `content_hash` (of the file's normalised rows) is unique, so the same
+    file uploaded again is refused; each row is granted at most once (BulkGrantRow.entry).
+    Counters are updated in the same transaction as each row, so they are always exact.
+    """
+
+    class State(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", _("waiting for approval")
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        REJECTED = "rejected", _("rejected")
+
+    content_hash = models.CharField(_("content hash"), max_length=64, unique=True)
+    file_name = models.CharField(_("file name"), max_length=255, blank=True, default="")
+    state = models.CharField(
+        _("state"), max_length=20, choices=State.choices, default=State.AWAITING_APPROVAL
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("uploaded by"),
+    )
+    uploaded_at = models.DateTimeField(_("uploaded at"), db_default=Now())
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("approved or rejected by"),
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    rejection_reason = models.TextField(_("rejection reason"), blank=True, default="")
+    total_rows = models.PositiveIntegerField(_("rows"), default=0)
+    total_points = models.BigIntegerField(
+        _("points in all"), default=0, help_text=_("Sum of the absolute points of the rows.")
+    )
+    done_rows = models.PositiveIntegerField(_("rows done"), default=0)
+    granted_rows = models.PositiveIntegerField(_("rows granted"), default=0)
+    skipped_rows = models.PositiveIntegerField(_("rows skipped"), default=0)
+    granted_points = models.BigIntegerField(_("points granted"), default=0)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    report = models.JSONField(
+        _("report"), default=dict, blank=True, help_text=_("Skipped rows by reason.")
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("bulk grant")
+        verbose_name_plural = _("bulk grants")
+        permissions = [("approve_bulkgrant", _("Can approve or reject bulk grants"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True)
+                | ~models.Q(decided_by=models.F("uploaded_by")),
+                name="bulkgrant_decided_by_another_operator",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(done_rows=models.F("granted_rows") + models.F("skipped_rows"))
+                & models.Q(done_rows__lte=models.F("total_rows")),
+                name="bulkgrant_counters_add_up",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.file_name}"
+
+
+class BulkGrantRow(models.Model):
+    """One line of a bulk grant file. Granted in its own transaction together with its entry."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        GRANTED = "granted", _("granted")
+        SKIPPED = "skipped", _("skipped")
+
+    class SkipReason(models.TextChoices):
+        MEMBER_NOT_FOUND = "member_not_found", _("member not found")
+        MEMBER_FROZEN = "member_frozen", _("member frozen")
+        MEMBER_CLOSED = "member_closed", _("member closed")
+        INSUFFICIENT_POINTS = "insufficient_points", _("not enough points to take")
+        REFUSED = "refused", _("refused by the ledger")
+
+    grant = models.ForeignKey(
+        BulkGrant,
+        on_delete=models.CASCADE,
+        related_name="rows",
+        verbose_name=_("bulk grant"),
+        db_index=False,  # covered by bulkgrantrow_grant_row_uniq
+    )
+    row_number = models.PositiveIntegerField(_("row"))
+    member_external_id = models.CharField(_("member"), max_length=128)
+    points = models.BigIntegerField(_("points"))
+    reason = models.CharField(_("reason"), max_length=1000)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    skip_reason = models.CharField(
+        _("skip reason"), max_length=32, choices=SkipReason.choices, blank=True, default=""
+    )
+    skip_detail = models.CharField(_("details"), max_length=255, blank=True, default="")
+    entry = models.OneToOneField(
+        Entry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("ledger entry"),
+    )
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["grant", "row_number"]
+        verbose_name = _("bulk grant row")
+        verbose_name_plural = _("bulk grant rows")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant", "row_number"], name="bulkgrantrow_grant_row_uniq"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(points=0), name="bulkgrantrow_points_not_zero"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="pending", entry__isnull=True, skip_reason="")
+                | models.Q(status="granted", entry__isnull=False, skip_reason="")
+                | (models.Q(status="skipped", entry__isnull=True) & ~models.Q(skip_reason="")),
+                name="bulkgrantrow_status_consistent",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["grant", "row_number"],
+                condition=models.Q(status="pending"),
+                name="bulkgrantrow_pending_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.grant_id}:{self.row_number} {self.member_external_id} {self.points:+d}"

@@ -71,3 +71,19 @@ def expiring_schedule(*, member: Member, limit: int = 12) -> list[dict]:
     if account_id is None:
         return []
     return list(_expiring_lots(account_id)[:limit])
+
+
+def bulk_grant_progress(*, grant) -> dict:
+    """What the bulk grant's page shows and polls: counters kept exact by the run itself."""
+    total = grant.total_rows or 0
+    return {
+        "state": grant.state,
+        "state_label": str(grant.get_state_display()),
+        "total": total,
+        "done": grant.done_rows,
+        "granted": grant.granted_rows,
+        "skipped": grant.skipped_rows,
+        "granted_points": grant.granted_points,
+        "percent": int(100 * grant.done_rows / total) if total else 0,
+        "finished": grant.state in ("done", "rejected"),
+    }

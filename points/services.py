@@ -388,10 +388,10 @@ acct AS (
 ent AS (
     INSERT INTO points_entry (account_id, kind, amount, available_delta, pending_delta,
                               balance_after, partner_id, reference, memo, reason, operator_id,
-                              source_type, source_id, expires_at, available_at)
+                              approved_by_id, source_type, source_id, expires_at, available_at)
     SELECT a.id, %(kind)s, %(points)s, %(available_delta)s, %(pending_delta)s, a.available,
            %(partner_id)s::bigint, %(reference)s, %(memo)s, %(reason)s, %(operator_id)s::integer,
-           %(source_type)s, %(source_id)s, %(expires_at)s::timestamptz,
+           %(approved_by_id)s::integer, %(source_type)s, %(source_id)s, %(expires_at)s::timestamptz,
            %(available_at)s::timestamptz
       FROM acct a
     RETURNING *
@@ -552,6 +552,7 @@ def _credit(
     memo: str = "",
     reason: str = "",
     operator_id: int | None = None,
+    approved_by_id: int | None = None,
     source_type: str = "",
     source_id=None,
     occurred_at: datetime | None = None,
@@ -601,6 +602,7 @@ def _credit(
             "memo": memo or "",
             "reason": reason or "",
             "operator_id": operator_id,
+            "approved_by_id": approved_by_id,
             "source_type": source_type or "",
             "source_id": "" if source_id is None else str(source_id),
             "expires_at": lot_expires_at,
@@ -797,11 +799,11 @@ _ENTRY_INSERT = """
 ent AS (
     INSERT INTO points_entry (account_id, kind, amount, available_delta, pending_delta,
                               balance_after, partner_id, reference, memo, reason, operator_id,
-                              source_type, source_id, related_entry_id)
+                              approved_by_id, source_type, source_id, related_entry_id)
     SELECT id, %(kind)s, %(available_delta)s + %(pending_delta)s, %(available_delta)s,
            %(pending_delta)s, available, %(partner_id)s::bigint, %(reference)s, %(memo)s,
-           %(reason)s, %(operator_id)s::integer, %(source_type)s, %(source_id)s,
-           %(related_entry_id)s::bigint
+           %(reason)s, %(operator_id)s::integer, %(approved_by_id)s::integer, %(source_type)s,
+           %(source_id)s, %(related_entry_id)s::bigint
       FROM acct
     RETURNING *
 )"""
@@ -871,6 +873,7 @@ def _entry_params(
     memo: str = "",
     reason: str = "",
     operator_id: int | None = None,
+    approved_by_id: int | None = None,
     source_type: str = "",
     source_id="",
     related_entry_id: int | None = None,
@@ -886,6 +889,7 @@ def _entry_params(
         "memo": memo or "",
         "reason": reason or "",
         "operator_id": operator_id,
+        "approved_by_id": approved_by_id,
         "source_type": source_type or "",
         "source_id": "" if source_id is None else str(source_id),
         "related_entry_id": related_entry_id,
@@ -1186,16 +1190,22 @@ def adjust(
     reason: str,
     operator,
     partner: Partner | None = None,
+    approved_by=None,
+    source_type: str = "",
+    source_id="",
 ) -> Entry:
     """An operator's correction, with a reason: + creates a lot (policy expiry), - takes FIFO.
 
     A negative adjustment may take the balance below zero down to the credit limit, never
     further (`InsufficientPoints`). Works on frozen members too: it is how operators fix them.
+    Whether it needs a second operator is decided before (points/grants.py, maker-checker);
+    `approved_by` names that operator on the entry, `source_type`/`source_id` what it came from.
     """
     _validate_points(points, signed=True)
     if not (reason or "").strip():
         raise InvalidLedgerRequest(_("An adjustment needs a reason."))
     operator_id = operator.pk if operator is not None else None
+    approved_by_id = approved_by.pk if approved_by is not None else None
     partner_id = partner.pk if partner else None
     if points > 0:
         result, _order = _credit(
@@ -1207,6 +1217,9 @@ def adjust(
             partner_id=partner_id,
             reason=reason.strip(),
             operator_id=operator_id,
+            approved_by_id=approved_by_id,
+            source_type=source_type,
+            source_id=source_id,
         )
         return result.entry
     account = _lock_account_for(member)
@@ -1221,6 +1234,9 @@ def adjust(
         partner_id=partner_id,
         reason=reason.strip(),
         operator_id=operator_id,
+        approved_by_id=approved_by_id,
+        source_type=source_type,
+        source_id=source_id,
     )
     _record_event(
         type="points.adjusted",

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from points import services, webhooks
+from points import grants, services, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +61,15 @@ def purge_webhook_deliveries(as_of: str | None = None) -> int:
     """Delete finished webhook deliveries older than WEBHOOK_DELIVERY_RETENTION_DAYS."""
     keep = timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
     return webhooks.purge_deliveries(before=_moment(as_of) - keep)
+
+
+@shared_task(name="points.run_bulk_grant")
+def run_bulk_grant(grant_id: int, chunk_size: int = 500) -> dict:
+    """Grant the pending rows of a bulk grant (queued on upload or approval; safe to re-run)."""
+    run = grants.run_bulk_grant(grant_id=grant_id, chunk_size=chunk_size)
+    return {
+        "grant": grant_id,
+        "state": run.grant.state,
+        "granted": run.granted,
+        "skipped": run.skipped,
+    }
