@@ -381,3 +381,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     paginator = CappedCountPaginator
     ordering = ["-id"]
+
+
+# Finance reports, settlement and forecast pages (docs/adr/0015).
+from points import admin_reports  # noqa: E402, F401

@@ -63,3 +63,11 @@ class LedgerInconsistent(PointsError):
     code = "server_error"
     status = 500
     default_message = _("The points ledger is inconsistent; nothing was changed.")
+
+
+class SettlementRefused(PointsError):
+    """A settlement month cannot be closed (not over yet, already closed, out of order)."""
+
+    code = "validation_error"
+    status = 422
+    default_message = _("This settlement month cannot be closed.")

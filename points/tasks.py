@@ -38,3 +38,11 @@ def check_ledger() -> int:
     for mismatch in mismatches:
         logger.error("ledger mismatch: %s", mismatch)
     return len(mismatches)
+
+
+@shared_task(name="points.build_report_export")
+def build_report_export(export_id: int) -> str:
+    """Write a queued report export to its file (points.report_exports)."""
+    from points import report_exports
+
+    return report_exports.build_report_export(export_id=export_id).state
