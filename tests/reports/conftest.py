@@ -53,4 +53,6 @@ def finance_user(db, django_user_model):
 @pytest.fixture
 def finance_client(client, finance_user):
     client.force_login(finance_user)
+    # Headers and labels are asserted in English (the admin's default is zh-hans).
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
     return client
