@@ -1,11 +1,11 @@
 """Liability forecast: outstanding points and their cost over the next months, by Monte Carlo
 over the programme's own monthly history (docs/adr/0015).
 
-Each past month gives three figures: points issued (new lots), the share of the month's opening
-outstanding points used (spent, redeemed, reversed, net of give-backs) and the share that
-expired. A simulated future month draws one past month at random (the three figures together,
-so their correlation is kept: a bootstrap) and applies it to the simulated balance. Plain
-Python `random` (no numpy): 2,000 paths x 12 months is a few milliseconds of arithmetic.
+Each past month gives three figures: points issued (new lots), and the shares of the points
+held in the month (opening balance plus issued) that were used (spent, redeemed, reversed, net
+of give-backs) and that expired. A simulated future month draws one past month at random (its
+three figures together, so their correlation is kept: a bootstrap) and applies it to the
+simulated balance. Plain Python `random` (no numpy): 2,000 paths x 12 months is milliseconds.
 """
 
 from __future__ import annotations
@@ -49,12 +49,21 @@ class MonthOfHistory:
     expired: int
 
     @property
+    def held(self) -> int:
+        """Points that could leave in the month: the opening balance and what was issued."""
+        return self.opening + self.issued
+
+    @property
     def used_share(self) -> float:
-        return self.used / self.opening if self.opening > 0 else 0.0
+        return min(max(self.used / self.held, 0.0), 1.0) if self.held > 0 else 0.0
 
     @property
     def expired_share(self) -> float:
-        return self.expired / self.opening if self.opening > 0 else 0.0
+        return min(max(self.expired / self.held, 0.0), 1.0) if self.held > 0 else 0.0
+
+    @property
+    def leaving_share(self) -> float:
+        return min(self.used_share + self.expired_share, 1.0)
 
 
 @dataclass
@@ -153,12 +162,10 @@ def liability_forecast(
 ) -> Forecast | None:
     """P10 / P50 / P90 of outstanding points at the end of each of the next `horizon` months,
     and the deterministic projection with the average history; None without usable history
-    (no month that opened with outstanding points). `seed` makes the figures repeatable."""
+    (no month that held points). `seed` makes the figures repeatable."""
     programme = ProgrammeSettings.get()
     now = now or timezone.now()
-    history = [
-        month for month in monthly_history(months=history_months, now=now) if month.opening > 0
-    ]
+    history = [month for month in monthly_history(months=history_months, now=now) if month.held > 0]
     if not history:
         return None
     with connection.cursor() as cursor:
@@ -186,9 +193,7 @@ def liability_forecast(
         balance = float(start)
         for step in range(horizon):
             past = rng.choice(history)
-            balance = max(
-                balance + past.issued - balance * (past.used_share + past.expired_share), 0.0
-            )
+            balance = (balance + past.issued) * (1 - past.leaving_share)
             path[step] = round(balance)
     for step in range(horizon):
         values = sorted(path[step] for path in paths)
@@ -197,9 +202,9 @@ def liability_forecast(
         forecast.p90.append(_percentile(values, 0.90))
 
     issued = statistics.fmean(m.issued for m in history)
-    leaving = statistics.fmean(m.used_share + m.expired_share for m in history)
+    leaving = statistics.fmean(m.leaving_share for m in history)
     balance = float(start)
     for _ in range(horizon):
-        balance = max(balance + issued - balance * leaving, 0.0)
+        balance = (balance + issued) * (1 - leaving)
         forecast.deterministic.append(round(balance))
     return forecast

@@ -96,7 +96,7 @@ def test_liability_is_outstanding_points_at_each_day_end(history, merchants):
 
 
 def test_breakage_comes_from_lots_whose_date_has_passed(history, merchants):
-    a, b, _c = merchants
+    _a, b, _c = merchants
     # Only A's lot (500) is past its date; 400 of it expired unused.
     assert breakage_rate(now=at("2026-11-25 12:00")) == Decimal("0.8000")
     assert breakage_rate(partner_id=b.pk, now=at("2026-11-25 12:00")) == Decimal("0")

@@ -46,9 +46,7 @@ def build_september(clock, merchants):
     clock.set(at("2026-09-21 18:00"))
     services.spend(member=m1, points=200, partner=c, reference="c-77")
     services.refund_order(partner=c, reference="c-77")
-    redeemed = services.take_for_redemption(
-        member=m3, points=50, redemption_id="r-2", partner=c
-    )
+    redeemed = services.take_for_redemption(member=m3, points=50, redemption_id="r-2", partner=c)
     services.give_back_redemption(entry=redeemed)
     clock.set(at("2026-09-30 23:59:59"))
     return m1, m2, m3
@@ -93,9 +91,9 @@ def test_the_preview_equals_what_the_close_writes(clock, merchants):
     build_september(clock, merchants)
     preview = settlement_preview(month=SEPTEMBER)
     statement = close_settlement_month(month=SEPTEMBER)
-    assert [
-        (line["net_points"], line["amount"]) for line in preview.lines
-    ] == [(net, amount) for *_names, net, amount in lines_of(statement)]
+    assert [(line["net_points"], line["amount"]) for line in preview.lines] == [
+        (net, amount) for *_names, net, amount in lines_of(statement)
+    ]
     assert preview.entries == statement.entries
 
 
