@@ -3,11 +3,14 @@ and a closed month that late entries do not change."""
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.db import DatabaseError, transaction
+from django.urls import reverse
 
 from points import services
 from points.exceptions import SettlementRefused
@@ -156,3 +159,47 @@ def test_the_database_refuses_to_change_a_closed_statement(clock, merchants):
         with pytest.raises(DatabaseError), transaction.atomic():
             change()
     assert lines_of(statement)[0][-1] == Decimal("6.00")
+
+
+def test_the_settlement_page_previews_and_closes_a_month(clock, merchants, admin_client):
+    build_september(clock, merchants)
+    admin_client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    url = reverse("admin:points_settlement")
+
+    preview = admin_client.get(url, {"month": "2026-09"})
+    assert preview.status_code == 200
+    assert [line["amount"] for line in preview.context["preview_lines"]] == [
+        Decimal("6.00"),
+        Decimal("8.00"),
+        Decimal("3.00"),
+    ]
+    assert preview.context["can_close"]
+    assert "C Shop" in preview.content.decode()
+
+    response = admin_client.post(url, {"month": "2026-09"})
+    statement = SettlementStatement.objects.get(month=SEPTEMBER)
+    assert response.status_code == 302
+    assert statement.amount_settled == Decimal("17.00")
+    closed = admin_client.get(url, {"month": "2026-09"})
+    assert closed.context["closed"] == statement
+    assert len(closed.context["closed_lines"]) == 3
+    change = admin_client.get(
+        reverse("admin:points_settlementstatement_change", args=[statement.pk])
+    )
+    assert change.status_code == 200
+
+
+def test_closing_needs_its_own_permission(clock, merchants, finance_client):
+    build_september(clock, merchants)
+    url = reverse("admin:points_settlement")
+    assert finance_client.get(url, {"month": "2026-09"}).status_code == 200
+    assert finance_client.post(url, {"month": "2026-09"}).status_code == 403
+    assert not SettlementStatement.objects.exists()
+
+
+def test_the_command_closes_the_month_before_as_of(clock, merchants):
+    build_september(clock, merchants)
+    out = io.StringIO()
+    call_command("close_settlement_month", "--as-of", "2026-10-03T08:00", stdout=out)
+    assert SettlementStatement.objects.get().month == SEPTEMBER
+    assert "17.00" in out.getvalue()
