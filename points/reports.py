@@ -246,7 +246,7 @@ def liability_by_day(filters: ReportFilters) -> list[dict]:
                 "day": day,
                 "outstanding": points,
                 "value": money(points, programme.point_value),
-                "breakage_rate": rate * 100,
+                "breakage_rate": (rate * 100).quantize(CENT),
                 "expected_breakage": breakage,
                 "expected_cost": money(points - breakage, programme.point_value),
                 "currency": programme.currency,
