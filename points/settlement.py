@@ -150,13 +150,15 @@ def _lower_bound(month: date) -> str | datetime:
     return previous.period_start - LATE_ENTRY_WINDOW
 
 
-def _figures_from_rows(figures: SettlementFigures, rows) -> SettlementFigures:
+def _figures_from_rows(figures: SettlementFigures, rows, *, first: bool) -> SettlementFigures:
+    """`first`: the first statement, which sweeps everything before its month (not "late")."""
     flows: dict[tuple[int | None, int | None], int] = {}
-    for tag, first, second, points in rows:
+    for tag, issuer, user, points in rows:
         if tag == "count":
-            figures.entries, figures.late_entries = int(first), int(second)
+            figures.entries = int(issuer)
+            figures.late_entries = 0 if first else int(user)
         elif points:
-            flows[(first, second)] = int(points)
+            flows[(issuer, user)] = int(points)
     figures.points_used_elsewhere = sum(
         points for (issuer, user), points in flows.items() if issuer != user
     )
@@ -180,16 +182,17 @@ def settlement_preview(*, month: date) -> SettlementFigures:
     """What closing `month` now would settle (nothing is written)."""
     month = first_of_month(month)
     figures = _empty_figures(month)
+    lower = _lower_bound(month)
     with connection.cursor() as cursor:
         cursor.execute(
             _PREVIEW_SQL,
             {
                 "period_start": figures.period_start,
                 "period_end": figures.period_end,
-                "lower": _lower_bound(month),
+                "lower": lower,
             },
         )
-        return _figures_from_rows(figures, cursor.fetchall())
+        return _figures_from_rows(figures, cursor.fetchall(), first=lower == "-infinity")
 
 
 def statement_figures(*, statement: SettlementStatement) -> list[dict]:
@@ -256,6 +259,7 @@ def close_settlement_month(
             % {"month": month.strftime("%Y-%m")},
             month=str(month),
         )
+    lower = _lower_bound(month)
     with connection.cursor() as cursor:
         cursor.execute("SELECT nextval(pg_get_serial_sequence('points_settlementstatement', 'id'))")
         statement_id = cursor.fetchone()[0]
@@ -268,10 +272,10 @@ def close_settlement_month(
                 "statement_id": statement_id,
                 "period_start": figures.period_start,
                 "period_end": figures.period_end,
-                "lower": _lower_bound(month),
+                "lower": lower,
             },
         )
-        _figures_from_rows(figures, cursor.fetchall())
+        _figures_from_rows(figures, cursor.fetchall(), first=lower == "-infinity")
     statement = SettlementStatement.objects.create(
         id=statement_id,
         month=month,

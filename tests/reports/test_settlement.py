@@ -203,3 +203,19 @@ def test_the_command_closes_the_month_before_as_of(clock, merchants):
     call_command("close_settlement_month", "--as-of", "2026-10-03T08:00", stdout=out)
     assert SettlementStatement.objects.get().month == SEPTEMBER
     assert "17.00" in out.getvalue()
+
+
+def test_the_first_statement_sweeps_earlier_months_without_calling_them_late(clock, merchants):
+    a, b, _c = merchants
+    august = MemberFactory()
+    clock.set(at("2026-08-10 10:00"))
+    services.earn(member=august, points=100, partner=a, expires_at=at("2027-08-31 23:59"))
+    clock.set(at("2026-08-15 10:00"))
+    services.spend(member=august, points=100, partner=b)
+    build_september(clock, merchants)
+
+    statement = close_settlement_month(month=SEPTEMBER)
+
+    assert statement.entries == 9
+    assert statement.late_entries == 0
+    assert lines_of(statement)[0] == ("A Hotel", "B Restaurant", 800, 100, 700, Decimal("7.00"))
