@@ -120,8 +120,12 @@ FINANCE = Role(
         *perms("members.tier", VIEW),
         *perms("campaigns.earningrule", VIEW),
         *perms("campaigns.campaign", VIEW),
-        # Reports and health metrics (liability, breakage, settlement): add their view
-        # permissions here when their models exist.
+        # Reports, exports, the liability forecast and settlement statements (closing a month
+        # is points.add_settlementstatement: finance decides when a month is final).
+        "points.view_finance_reports",
+        *perms("points.reportexport", VIEW, ADD),
+        *perms("points.settlementstatement", VIEW, ADD),
+        *perms("points.settlementline", VIEW),
     ),
 )
 

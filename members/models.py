@@ -572,6 +572,8 @@ class CheckIn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id} {self.day} ({self.streak})"
+
+
 class InboxMessage(models.Model):
     """A message to a member, shown in the rewards mall (expiry reminders, notices).
 

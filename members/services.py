@@ -721,6 +721,8 @@ def record_check_in(*, member: Member, day: date) -> int:
     if row is None:
         raise AlreadyCheckedIn()
     return row[0]
+
+
 # --- Inbox -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class InboxDraft:

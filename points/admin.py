@@ -749,4 +749,5 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 
 # Maker-checker and bulk grants register their pages from their own module (docs/adr/0013).
-from points import grants_admin  # noqa: E402, F401
+# Finance reports, settlement and forecast pages (docs/adr/0015).
+from points import admin_reports, grants_admin  # noqa: E402, F401

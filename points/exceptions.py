@@ -115,3 +115,11 @@ class BulkGrantFileInvalid(PointsError):
     code = "validation_error"
     status = 422
     default_message = _("The file cannot be used for a bulk grant.")
+
+
+class SettlementRefused(PointsError):
+    """A settlement month cannot be closed (not over yet, already closed, out of order)."""
+
+    code = "validation_error"
+    status = 422
+    default_message = _("This settlement month cannot be closed.")

@@ -1266,3 +1266,209 @@ class BulkGrantRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.grant_id}:{self.row_number} {self.member_external_id} {self.points:+d}"
+
+
+# --- Finance reports and coalition settlement (docs/adr/0015) ---------------------------------
+class SettlementStatement(models.Model):
+    """One closed month of coalition settlement: what merchants owe each other for points issued
+    at one and spent or redeemed at another, valued at the point value of the day it closed.
+
+    Written once by `points.settlement.close_settlement_month` and never changed: the database
+    refuses UPDATE and DELETE on it, its lines and its settled entries. Entries that arrive
+    after the close (a transaction that began in the month and committed later) are settled by
+    the next statement (SettledEntry: every entry is settled by exactly one statement).
+    """
+
+    month = models.DateField(_("month"), unique=True, help_text=_("First day of the month."))
+    period_start = models.DateTimeField(_("period start"))
+    period_end = models.DateTimeField(_("period end"))
+    point_value = models.DecimalField(_("value of one point"), max_digits=12, decimal_places=6)
+    currency = models.CharField(_("currency"), max_length=3)
+    entries = models.PositiveIntegerField(_("entries settled"))
+    late_entries = models.PositiveIntegerField(
+        _("late entries"),
+        help_text=_("Entries of earlier months that arrived after those months were closed."),
+    )
+    points_used_elsewhere = models.BigIntegerField(
+        _("points used at another merchant"),
+        help_text=_("Points issued by one party and spent or redeemed at another (gross)."),
+    )
+    amount_settled = models.DecimalField(
+        _("amount settled"), max_digits=16, decimal_places=2, help_text=_("Sum of net amounts.")
+    )
+    closed_at = models.DateTimeField(_("closed at"))
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("closed by"),
+        db_index=False,
+    )
+
+    class Meta:
+        ordering = ["-month"]
+        verbose_name = _("settlement statement")
+        verbose_name_plural = _("settlement statements")
+        triggers = [
+            pgtrigger.Protect(
+                name="settlement_statement_closed",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.month.strftime("%Y-%m")
+
+
+class SettlementLine(models.Model):
+    """The netted position between two parties in a statement: `payer` pays `payee` `amount`.
+
+    A party is a merchant (Partner) or, when empty, the programme itself (points it issued by
+    adjustment or bonus; rewards redeemed in the mall pages without a merchant).
+    """
+
+    statement = models.ForeignKey(
+        SettlementStatement,
+        on_delete=models.PROTECT,
+        related_name="lines",
+        verbose_name=_("statement"),
+    )
+    payer = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("payer"),
+    )
+    payee = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("payee"),
+    )
+    payer_points_used_at_payee = models.BigIntegerField(
+        _("payer's points used at payee"),
+        help_text=_("Points the payer issued that members spent or redeemed at the payee."),
+    )
+    payee_points_used_at_payer = models.BigIntegerField(
+        _("payee's points used at payer"),
+        help_text=_("Points the payee issued that members spent or redeemed at the payer."),
+    )
+    net_points = models.BigIntegerField(_("net points"))
+    amount = models.DecimalField(_("amount"), max_digits=16, decimal_places=2)
+
+    class Meta:
+        ordering = ["statement", "id"]
+        verbose_name = _("settlement line")
+        verbose_name_plural = _("settlement lines")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["statement", "payer", "payee"],
+                nulls_distinct=False,
+                name="settlement_line_pair_uniq",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    net_points=models.F("payer_points_used_at_payee")
+                    - models.F("payee_points_used_at_payer"),
+                    net_points__gte=0,
+                ),
+                name="settlement_line_netted",
+            ),
+        ]
+        triggers = [
+            pgtrigger.Protect(
+                name="settlement_line_closed",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.statement}: {self.payer_id} -> {self.payee_id} {self.amount}"
+
+
+class SettledEntry(models.Model):
+    """Which statement settled a spending, redeeming or give-back entry (at most one)."""
+
+    entry = models.OneToOneField(
+        Entry,
+        on_delete=models.PROTECT,
+        primary_key=True,
+        related_name="+",
+        verbose_name=_("entry"),
+    )
+    statement = models.ForeignKey(
+        SettlementStatement,
+        on_delete=models.PROTECT,
+        related_name="settled_entries",
+        verbose_name=_("statement"),
+    )
+
+    class Meta:
+        verbose_name = _("settled entry")
+        verbose_name_plural = _("settled entries")
+        triggers = [
+            pgtrigger.Protect(
+                name="settled_entry_closed",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.entry_id} in {self.statement_id}"
+
+
+class ReportExport(models.Model):
+    """A report written to a file by a Celery task, with its progress, for a staff download."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", "XLSX"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    report = models.CharField(_("report"), max_length=64)
+    filters = models.JSONField(_("filters"), default=dict)
+    format = models.CharField(_("format"), max_length=8, choices=Format.choices)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    progress_done = models.PositiveIntegerField(_("parts done"), default=0)
+    progress_total = models.PositiveIntegerField(_("parts"), default=0)
+    rows = models.PositiveIntegerField(_("rows"), default=0)
+    file = models.FileField(_("file"), upload_to="report-exports/", blank=True)
+    error = models.TextField(_("error"), blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("report")
+        verbose_name_plural = _("reports")
+        permissions = [
+            ("view_finance_reports", _("Can see finance reports and download their exports")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.report} #{self.pk}"
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        return int(100 * self.progress_done / self.progress_total) if self.progress_total else 0

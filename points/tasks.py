@@ -73,3 +73,28 @@ def run_bulk_grant(grant_id: int, chunk_size: int = 500) -> dict:
         "granted": run.granted,
         "skipped": run.skipped,
     }
+
+
+@shared_task(name="points.build_report_export")
+def build_report_export(export_id: int) -> str:
+    """Write a queued report export to its file (points.report_exports)."""
+    from points import report_exports
+
+    return report_exports.build_report_export(export_id=export_id).state
+
+
+@shared_task(name="points.close_settlement_month")
+def close_settlement_month(month: str | None = None) -> str:
+    """Close `month` (YYYY-MM; default: last month) of coalition settlement. Not scheduled by
+    default: finance decides when a month is final (a beat entry on e.g. the 3rd can)."""
+    from datetime import date, timedelta
+
+    from points import settlement
+    from points.models import ProgrammeSettings
+
+    if month:
+        chosen = date.fromisoformat(f"{month}-01")
+    else:
+        today = timezone.localdate(timezone=ProgrammeSettings.get().zone)
+        chosen = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    return str(settlement.close_settlement_month(month=chosen))
