@@ -120,11 +120,11 @@ FINANCE = Role(
         *perms("members.tier", VIEW),
         *perms("campaigns.earningrule", VIEW),
         *perms("campaigns.campaign", VIEW),
-        # Reports, exports, the liability forecast and settlement statements (closing a month
-        # is points.add_settlementstatement: finance decides when a month is final).
+        # Reports and their exports, the liability forecast, settlement statements (reading
+        # only: closing a month is the administrator's points.add_settlementstatement).
         "points.view_finance_reports",
-        *perms("points.reportexport", VIEW, ADD),
-        *perms("points.settlementstatement", VIEW, ADD),
+        *perms("points.reportexport", VIEW),
+        *perms("points.settlementstatement", VIEW),
         *perms("points.settlementline", VIEW),
     ),
 )
