@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.admin_paginator import LargeTablePaginator
 from loyalty_site.exceptions import LoyaltyError
 from members.charts import line_chart
 from members.exceptions import InvalidStatusChange
@@ -159,6 +160,9 @@ class MemberAdmin(admin.ModelAdmin):
     list_per_page = 50
     # Counting a million rows for "N total" on every filtered page is not worth it.
     show_full_result_count = False
+    paginator = LargeTablePaginator
+    # Only indexed columns: sorting by another would sort a million members on every page.
+    sortable_by = ["external_id", "name", "joined_at"]
     # Listed for the search box; get_search_results below decides how they are matched.
     search_fields = ["external_id", "phone", "name"]
     search_help_text = _(
