@@ -38,7 +38,8 @@ class LargeTablePaginator(Paginator):
         unfiltered = not self.object_list.query.where
         # Asked whether needed or not, so that a page costs the same queries at any size.
         estimate = self._estimated_table_rows() if unfiltered else 0
-        counted = self.object_list[: self.count_cap + 1].count()
+        # Without ORDER BY the scan stops after count_cap + 1 matching rows, in any order.
+        counted = self.object_list.order_by()[: self.count_cap + 1].count()
         if counted <= self.count_cap:
             return counted
         self.count_is_exact = False
