@@ -273,7 +273,7 @@ WITH s AS (
     SELECT e, e %% %(accounts)s AS a, e / %(accounts)s AS r,
            (e / %(accounts)s) / 2 AS j, ((e / %(accounts)s) / 2) %% 5 AS k,
            (e / %(accounts)s) %% 2 = 0 AS first
-      FROM generate_series(0, %(total)s - 1) AS e
+      FROM generate_series(0::bigint, %(total)s - 1) AS e
 ), d AS (
     SELECT s.*,
            (first OR k = 3) AS is_earn,
@@ -441,7 +441,7 @@ def create_ledger_history(
                         ELSE 'active' END,
                    %(tier)s, 0, 'H' || (%(first)s + i),
                    %(start)s::timestamptz + i * %(step)s * interval '1 microsecond', %(now)s
-              FROM generate_series(0, %(count)s - 1) AS i
+              FROM generate_series(0::bigint, %(count)s - 1) AS i
             """,
             {
                 "first": first_member,
@@ -461,7 +461,7 @@ def create_ledger_history(
                    %(available)s - CASE WHEN i < %(pending)s THEN 100 ELSE 0 END,
                    CASE WHEN i < %(pending)s THEN 100 ELSE 0 END,
                    %(earned)s, %(spent)s, %(expired)s, 0, %(now)s
-              FROM generate_series(0, %(count)s - 1) AS i
+              FROM generate_series(0::bigint, %(count)s - 1) AS i
             """,
             {
                 "first_account": first_account,
