@@ -9,13 +9,16 @@ count, so the cost is bounded whatever the table's size), and past that:
 - with a filter or search, it says "more than 10,000" rather than count them all.
 
 Pages stop at `count_cap` rows: a deeper page would be an OFFSET over millions of rows, and
-nobody pages through a million rows by hand; they filter or search instead.
+nobody pages through a million rows by hand; they filter or search instead. A page reads its
+primary keys first and joins only those rows (`page`).
 """
 
 from __future__ import annotations
 
 import math
 
+from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
@@ -56,6 +59,15 @@ class LargeTablePaginator(Paginator):
         # Only the pages within the counted rows can be reached (bounded OFFSET).
         return min(pages, max(1, math.ceil(self.count_cap / self.per_page)))
 
+    def page(self, number):
+        # Deferred join: the OFFSET walks the list's own index for primary keys only, then the
+        # page's rows are read with their joins (members, accounts, merchants) for those keys.
+        # Joining first would look up every skipped row's member too.
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        keys = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page])
+        return self._get_page(self.object_list.filter(pk__in=keys), number, self)
+
     def _estimated_table_rows(self) -> int:
         model = self.object_list.model
         with connections[self.object_list.db].cursor() as cursor:
@@ -66,3 +78,24 @@ class LargeTablePaginator(Paginator):
             row = cursor.fetchone()
         # -1 (never analysed) or missing: no estimate, the caller keeps the capped count.
         return int(row[0]) if row and row[0] and row[0] > 0 else 0
+
+
+class LargeTableChangeList(ChangeList):
+    """A change list whose one-page lists also go through `LargeTablePaginator.page` (keys,
+    then rows), so that a list costs the same queries with 10 rows as with 10,000,000."""
+
+    def get_results(self, request) -> None:
+        super().get_results(request)
+        if not self.multi_page and not self.show_all:
+            self.result_list = self.paginator.page(1).object_list
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    """Change lists over tables of millions of rows (docs/adr/0017): bounded counts, bounded
+    pages, deferred joins, no unfiltered second count. Put it first among the bases."""
+
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+
+    def get_changelist(self, request, **kwargs):
+        return LargeTableChangeList

@@ -21,7 +21,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from loyalty_site.admin_paginator import LargeTablePaginator
+from loyalty_site.admin_paginator import LargeTableAdmin
 from loyalty_site.api.keys import create_partner_key
 from loyalty_site.exceptions import LoyaltyError
 from points import services
@@ -72,6 +72,19 @@ def _action_form(modeladmin, request, queryset, *, form, action, title, explanat
         "media": modeladmin.media,
     }
     return TemplateResponse(request, "admin/points/action_form.html", context)
+
+
+def _accounts_found_by(term: str, *, by_phone: bool = False) -> list[int]:
+    """Accounts of the member whose external id (or phone) is exactly `term`.
+
+    The admin's "=field" search means iexact, which no index serves (a scan of a million
+    members), and an OR across the member join defeats the ledger's indexes too: look the
+    account up first, then filter the large table on its own account_id index.
+    """
+    condition = Q(member__external_id=term)
+    if by_phone:
+        condition |= Q(member__phone=term)
+    return list(Account.objects.filter(condition).values_list("pk", flat=True))
 
 
 # --- Programme settings -----------------------------------------------------------------------
@@ -200,12 +213,11 @@ class AdjustPointsForm(forms.Form):
 
 
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
+class AccountAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["member_external_id", "member_name", "available", "pending", "updated_at"]
     search_fields = ["=member__external_id", "=member__phone"]
+    search_help_text = _("Exact member external id or phone.")
     list_select_related = ["member"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     ordering = ["-id"]
     actions = ["adjust_points"]
     fields = [
@@ -218,6 +230,12 @@ class AccountAdmin(ReadOnlyAdmin):
         "credit_limit",
         "updated_at",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(pk__in=_accounts_found_by(term, by_phone=True)), False
 
     @admin.display(description=_("member"), ordering="member__external_id")
     def member_external_id(self, account: Account) -> str:
@@ -287,7 +305,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
 # --- The ledger, read-only ----------------------------------------------------------------------
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdmin):
+class EntryAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "created_at",
@@ -306,22 +324,17 @@ class EntryAdmin(ReadOnlyAdmin):
     search_fields = ["=account__member__external_id", "=reference"]
     search_help_text = _("Exact member external id or exact reference.")
     list_select_related = ["account__member", "partner"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     ordering = ["-id"]
     # Sorting by another column would sort millions of rows on every page.
     sortable_by = ["id"]
     raw_id_fields = ["account", "related_entry", "operator", "approved_by"]
 
     def get_search_results(self, request, queryset, search_term):
-        # Django's OR across the member join defeats both indexes (a scan of the whole
-        # ledger); looking the member's account up first keeps it two index lookups.
+        # Two index lookups (account_id, reference) combined by a BitmapOr.
         term = search_term.strip()
         if not term:
             return queryset, False
-        accounts = list(
-            Account.objects.filter(member__external_id=term).values_list("pk", flat=True)
-        )
+        accounts = _accounts_found_by(term)
         return queryset.filter(Q(account_id__in=accounts) | Q(reference=term)), False
 
     @admin.display(description=_("member"))
@@ -330,7 +343,7 @@ class EntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Lot)
-class LotAdmin(ReadOnlyAdmin):
+class LotAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "member_external_id",
@@ -344,13 +357,19 @@ class LotAdmin(ReadOnlyAdmin):
     ]
     # Each filter has its index: (state, id), (partner, id), (expires_at, id).
     list_filter = ["state", "partner", ("expires_at", admin.DateFieldListFilter)]
+    # Listed for the search box; get_search_results below decides how it is matched.
     search_fields = ["=account__member__external_id"]
+    search_help_text = _("Exact member external id.")
     list_select_related = ["account__member", "partner"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     ordering = ["-id"]
     sortable_by = ["id", "expires_at"]
     raw_id_fields = ["account", "earn_entry"]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(account_id__in=_accounts_found_by(term)), False
 
     def get_ordering(self, request):
         # Lots expiring in a window are listed in expiry order: the (expires_at, id) index
@@ -366,7 +385,7 @@ class LotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyAdmin):
+class OrderAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "reference",
         "partner",
@@ -382,8 +401,6 @@ class OrderAdmin(ReadOnlyAdmin):
     list_filter = ["partner"]
     search_fields = ["=reference", "=account__member__external_id"]
     list_select_related = ["account__member", "partner"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     ordering = ["-id"]
     raw_id_fields = ["account", "earn_entry", "spend_entry"]
 
@@ -393,10 +410,8 @@ class OrderAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(ReadOnlyAdmin):
+class OutboxEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["id", "type", "member_external_id", "created_at", "published_at"]
     list_filter = ["type", ("published_at", admin.EmptyFieldListFilter)]
     search_fields = ["=member_external_id"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     ordering = ["-id"]
