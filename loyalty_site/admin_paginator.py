@@ -41,8 +41,10 @@ class LargeTablePaginator(Paginator):
         unfiltered = not self.object_list.query.where
         # Asked whether needed or not, so that a page costs the same queries at any size.
         estimate = self._estimated_table_rows() if unfiltered else 0
-        # Without ORDER BY the scan stops after count_cap + 1 matching rows, in any order.
-        counted = self.object_list.order_by()[: self.count_cap + 1].count()
+        # The keys of the first count_cap + 1 rows in the list's order: the index that serves the
+        # page serves the count (without ORDER BY the planner may pick a scan that meets the
+        # matching rows only after millions of others).
+        counted = self.object_list.values_list("pk", flat=True)[: self.count_cap + 1].count()
         if counted <= self.count_cap:
             return counted
         self.count_is_exact = False

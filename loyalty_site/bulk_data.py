@@ -269,11 +269,15 @@ _CYCLE_BEFORE = [0, 60, 130, 130, 330]  # available before pair k of a cycle
 _CYCLE_POINTS = sum(_CYCLE_NET)
 
 _HISTORY_ENTRY_SQL = """
-WITH s AS (
-    SELECT e, e %% %(accounts)s AS a, e / %(accounts)s AS r,
-           (e / %(accounts)s) / 2 AS j, ((e / %(accounts)s) / 2) %% 5 AS k,
-           (e / %(accounts)s) %% 2 = 0 AS first
-      FROM generate_series(0::bigint, %(total)s - 1) AS e
+WITH slots AS (
+    -- Time runs in slots of one entry per member; member a makes its entry number r in slot
+    -- r + a %% 10, so that at any moment members are at different points of their cycle
+    -- (every kind of entry all along the timeline). e orders entries in time; ids follow e.
+    SELECT e, e %% %(accounts)s AS a, e / %(accounts)s - (e %% %(accounts)s) %% 10 AS r
+      FROM generate_series(0::bigint, %(slots)s * %(accounts)s - 1) AS e
+), s AS (
+    SELECT e, a, r, r / 2 AS j, (r / 2) %% 5 AS k, r %% 2 = 0 AS first
+      FROM slots WHERE r >= 0 AND r < %(entries_per_member)s
 ), d AS (
     SELECT s.*,
            (first OR k = 3) AS is_earn,
@@ -370,8 +374,9 @@ def create_ledger_history(
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Members, accounts and `members * entries_per_member` ledger entries with their lots and
-    allocations, spread evenly over the last `years` (entry ids follow time, as in a real
-    append-only ledger), all consistent with the ledger invariant.
+    allocations, spread over the last `years` with every kind of entry all along it (entry ids
+    follow time, as in a real append-only ledger; they are not dense), all consistent with the
+    ledger invariant.
 
     The first `due_members` members' lots with points left expire before `now` (work for
     `expire_points`; the others expire after it); the first `pending_members` members have one
@@ -387,14 +392,16 @@ def create_ledger_history(
     total = members * entries_per_member
     partners = [str(p) for p in (partner_ids or [])][:3]
     partners += ["NULL"] * (4 - len(partners))
-    step_us = max(1, int((now - start).total_seconds() * 1_000_000 / max(total, 1)))
+    slots = entries_per_member + 9
+    step_us = max(1, int((now - start).total_seconds() * 1_000_000 / max(slots * members, 1)))
     tier_id = Tier.entry_tier().pk
     first_member, first_account = _next_id("members_member"), _next_id("points_account")
     first_entry, first_lot = _next_id("points_entry"), _next_id("points_lot")
     pending_members, due_members = min(pending_members, members), min(due_members, members)
     params = {
         "accounts": members,
-        "total": total,
+        "slots": slots,
+        "entries_per_member": entries_per_member,
         "pending_accounts": pending_members if entries_per_member >= 8 else 0,
         "due_accounts": due_members,
         "start": start,
