@@ -220,7 +220,8 @@ def main() -> None:
     user = get_user_model().objects.create_superuser("b5-admin", "b5@example.com", "b5-pass")
     client = Client()
     client.force_login(user)
-    time_pages(client, admin_pages(partners), size, explain=bool(os.environ.get("BENCH_EXPLAIN")))
+    explain = bool(os.environ.get("BENCH_EXPLAIN"))
+    time_pages(client, admin_pages(partners), size, scale, explain=explain)
     time_jobs(size)
 
 
