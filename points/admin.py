@@ -1,10 +1,11 @@
 """The ledger in the Django admin: programme settings, partners and their keys, read-only
 accounts, entries, lots, orders and outbox events, and webhook endpoints and deliveries.
 
-Entry and lot lists stay fast on tens of millions of rows: one query for the page (member and
-merchant joined), no unfiltered second count, a count capped at LARGE_TABLE_COUNT_CAP, and
-member search by exact external id (an index lookup). Points change only through services:
-the "Adjust points" action calls `adjust`, or stores a request for a second operator above the
+Entry and lot lists stay fast on tens of millions of rows (docs/adr/0017): one query for the
+page (member and merchant joined), no unfiltered second count, a count bounded by
+LargeTablePaginator, an index behind the ordering, every default filter and the search, and
+sorting only by indexed columns. Points change only through services: the "Adjust points"
+action calls `adjust`, or stores a request for a second operator above the
 approval threshold (maker-checker and bulk grants: points/grants_admin.py).
 """
 
@@ -13,18 +14,18 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.paginator import Paginator
+from django.db.models import Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import localize
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
+from loyalty_site.admin_paginator import LargeTableAdmin, LargeTablePaginator
 from loyalty_site.api.keys import create_partner_key
 from loyalty_site.exceptions import LoyaltyError
 from points import grants, services, webhooks
@@ -47,17 +48,12 @@ from points.models import (
     WebhookEndpoint,
 )
 
-LARGE_TABLE_COUNT_CAP = 10_000
 # An action runs one transaction per selected row; more belongs in a batch job.
 MAX_ACTION_ROWS = 500
 
 
-class CappedCountPaginator(Paginator):
-    """Counts at most LARGE_TABLE_COUNT_CAP + 1 rows: never COUNT(*) over the whole ledger."""
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list[: LARGE_TABLE_COUNT_CAP + 1].count()
+# The paginator of every big list (a bounded count); the name other admin modules import.
+CappedCountPaginator = LargeTablePaginator
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -91,6 +87,19 @@ def _action_form(modeladmin, request, queryset, *, form, action, title, explanat
         "media": modeladmin.media,
     }
     return TemplateResponse(request, "admin/points/action_form.html", context)
+
+
+def _accounts_found_by(term: str, *, by_phone: bool = False) -> list[int]:
+    """Accounts of the member whose external id (or phone) is exactly `term`.
+
+    The admin's "=field" search means iexact, which no index serves (a scan of a million
+    members), and an OR across the member join defeats the ledger's indexes too: look the
+    account up first, then filter the large table on its own account_id index.
+    """
+    condition = Q(member__external_id=term)
+    if by_phone:
+        condition |= Q(member__phone=term)
+    return list(Account.objects.filter(condition).values_list("pk", flat=True))
 
 
 # --- Programme settings -----------------------------------------------------------------------
@@ -219,12 +228,11 @@ class AdjustPointsForm(forms.Form):
 
 
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
+class AccountAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["member_external_id", "member_name", "available", "pending", "updated_at"]
     search_fields = ["=member__external_id", "=member__phone"]
+    search_help_text = _("Exact member external id or phone.")
     list_select_related = ["member"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
     actions = ["adjust_points"]
     fields = [
@@ -237,6 +245,12 @@ class AccountAdmin(ReadOnlyAdmin):
         "credit_limit",
         "updated_at",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(pk__in=_accounts_found_by(term, by_phone=True)), False
 
     @admin.display(description=_("member"), ordering="member__external_id")
     def member_external_id(self, account: Account) -> str:
@@ -321,7 +335,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
 # --- The ledger, read-only ----------------------------------------------------------------------
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdmin):
+class EntryAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "created_at",
@@ -333,13 +347,25 @@ class EntryAdmin(ReadOnlyAdmin):
         "reference",
         "memo",
     ]
+    # Each filter has its index: (kind, id), (partner, id); created_at follows id (append-only),
+    # so a date range is read newest first along the primary key or through the BRIN index.
     list_filter = ["kind", "partner", ("created_at", admin.DateFieldListFilter)]
+    # Listed for the search box; get_search_results below decides how they are matched.
     search_fields = ["=account__member__external_id", "=reference"]
+    search_help_text = _("Exact member external id or exact reference.")
     list_select_related = ["account__member", "partner"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
+    # Sorting by another column would sort millions of rows on every page.
+    sortable_by = ["id"]
     raw_id_fields = ["account", "related_entry", "operator", "approved_by"]
+
+    def get_search_results(self, request, queryset, search_term):
+        # Two index lookups (account_id, reference) combined by a BitmapOr.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        accounts = _accounts_found_by(term)
+        return queryset.filter(Q(account_id__in=accounts) | Q(reference=term)), False
 
     @admin.display(description=_("member"))
     def member_external_id(self, entry: Entry) -> str:
@@ -347,7 +373,7 @@ class EntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Lot)
-class LotAdmin(ReadOnlyAdmin):
+class LotAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "member_external_id",
@@ -359,13 +385,29 @@ class LotAdmin(ReadOnlyAdmin):
         "partner",
         "created_at",
     ]
+    # Each filter has its index: (state, id), (partner, id), (expires_at, id).
     list_filter = ["state", "partner", ("expires_at", admin.DateFieldListFilter)]
+    # Listed for the search box; get_search_results below decides how it is matched.
     search_fields = ["=account__member__external_id"]
+    search_help_text = _("Exact member external id.")
     list_select_related = ["account__member", "partner"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
+    sortable_by = ["id", "expires_at"]
     raw_id_fields = ["account", "earn_entry"]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(account_id__in=_accounts_found_by(term)), False
+
+    def get_ordering(self, request):
+        # Lots expiring in a window are listed in expiry order: the (expires_at, id) index
+        # then serves both the range and the order, where newest-first would read past every
+        # lot earned since (expiry is a year after earning).
+        if any(name.startswith("expires_at__") for name in request.GET):
+            return ["-expires_at", "-id"]
+        return super().get_ordering(request)
 
     @admin.display(description=_("member"))
     def member_external_id(self, lot: Lot) -> str:
@@ -373,7 +415,7 @@ class LotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyAdmin):
+class OrderAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "reference",
         "partner",
@@ -389,8 +431,6 @@ class OrderAdmin(ReadOnlyAdmin):
     list_filter = ["partner"]
     search_fields = ["=reference", "=account__member__external_id"]
     list_select_related = ["account__member", "partner"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
     raw_id_fields = ["account", "earn_entry", "spend_entry"]
 
@@ -400,12 +440,10 @@ class OrderAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(ReadOnlyAdmin):
+class OutboxEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["id", "type", "member_external_id", "created_at", "published_at"]
     list_filter = ["type", ("published_at", admin.EmptyFieldListFilter)]
     search_fields = ["=member_external_id"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
 
 

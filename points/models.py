@@ -307,6 +307,14 @@ class Entry(models.Model):
                 name="entry_related_idx",
             ),
             BrinIndex(fields=["created_at"], name="entry_created_brin"),
+            # The admin's filters and search on ten million entries (docs/adr/0017).
+            models.Index(fields=["kind", "-id"], name="entry_kind_newest_idx"),
+            models.Index(fields=["partner", "-id"], name="entry_partner_newest_idx"),
+            models.Index(
+                fields=["reference"],
+                condition=~models.Q(reference=""),
+                name="entry_reference_idx",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -411,6 +419,10 @@ class Lot(models.Model):
                 condition=models.Q(state="pending"),
                 name="lot_release_scan_idx",
             ),
+            # The admin's filters on millions of lots (docs/adr/0017).
+            models.Index(fields=["state", "-id"], name="lot_state_newest_idx"),
+            models.Index(fields=["partner", "-id"], name="lot_partner_newest_idx"),
+            models.Index(fields=["expires_at", "id"], name="lot_expires_idx"),
         ]
 
     def __str__(self) -> str:
