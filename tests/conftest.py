@@ -114,7 +114,7 @@ def _english_outside_requests():
 
 
 @pytest.fixture(autouse=True)
-def _default_programme(request):
+def _default_earning_rules(request):
     """The default programme's rules (migration campaigns.0003) in every database test, also
     after a transactional test emptied the tables; no compiled rulebook carried between tests."""
     marker = request.node.get_closest_marker("django_db")

@@ -208,7 +208,7 @@ def test_dry_run_awards_exactly_what_the_real_event_then_awards(pos, member, onl
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_budget_is_never_overspent_by_32_concurrent_events(only_rule):
+def test_a_budget_is_never_overspent_by_32_concurrent_events(entry_tier, only_rule):
     from tests.ledger_api.conftest import PartnerApi
 
     pos = PartnerApi("POS")
