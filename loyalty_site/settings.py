@@ -144,6 +144,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "members.compute_segments",
         "schedule": crontab(hour=1, minute=30),
     },
+    # campaigns/tasks.py: programme health after expiry (00:05) so the day's expiry counts.
+    "compute-health-metrics": {
+        "task": "campaigns.compute_health_metrics",
+        "schedule": crontab(hour=2, minute=0),
+    },
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 

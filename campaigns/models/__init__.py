@@ -2,5 +2,27 @@
 reads on its own; Django finds them through this package."""
 
 from campaigns.models.events import Event
+from campaigns.models.health import (
+    DailyMerchantRollup,
+    DailyProgrammeRollup,
+    DailyTierSize,
+    HealthAlert,
+    HealthDashboard,
+    HealthMetric,
+    HealthMetricValue,
+    HealthSettings,
+    HealthThreshold,
+)
 
-__all__ = ["Event"]
+__all__ = [
+    "DailyMerchantRollup",
+    "DailyProgrammeRollup",
+    "DailyTierSize",
+    "Event",
+    "HealthAlert",
+    "HealthDashboard",
+    "HealthMetric",
+    "HealthMetricValue",
+    "HealthSettings",
+    "HealthThreshold",
+]
