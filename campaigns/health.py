@@ -286,9 +286,7 @@ def metrics_for_day(
 
     def window(days: int, end: date = day) -> list[DailyProgrammeRollup]:
         return [
-            rollups[d]
-            for offset in range(days)
-            if (d := end - timedelta(days=offset)) in rollups
+            rollups[d] for offset in range(days) if (d := end - timedelta(days=offset)) in rollups
         ]
 
     def total(rows, *fields: str):
@@ -329,7 +327,8 @@ def metrics_for_day(
 def store_metrics(*, first: date, last: date) -> dict[date, dict[str, Decimal | None]]:
     """Compute and store every metric of first..last; returns them by day."""
     since = first - timedelta(days=BREAKAGE_DAYS)
-    rollups = {row.day: row for row in DailyProgrammeRollup.objects.filter(day__range=(since, last))}
+    rows = DailyProgrammeRollup.objects.filter(day__range=(since, last))
+    rollups = {row.day: row for row in rows}
     programme = programme_settings()
     health = HealthSettings.get()
     values: dict[date, dict[str, Decimal | None]] = {}
@@ -399,9 +398,7 @@ def evaluate_alerts(*, day: date, values: dict[str, Decimal | None]) -> tuple[in
                 transaction.on_commit(lambda alert=alert: send_alert_email(alert=alert))
                 raised += 1
         elif not threshold.is_crossed_by(value):
-            recovered += open_alerts.update(
-                state=HealthAlert.State.RECOVERED, recovered_on=day
-            )
+            recovered += open_alerts.update(state=HealthAlert.State.RECOVERED, recovered_on=day)
     return raised, recovered
 
 
@@ -430,11 +427,14 @@ def send_alert_email(*, alert: HealthAlert) -> int:
         "upper": "-" if alert.upper is None else f"{alert.upper.normalize():f}",
     }
     subject = _("Programme health alert: %(metric)s") % values
-    body = _(
-        "%(metric)s was %(value)s on %(day)s, outside the threshold "
-        "(alert below %(lower)s, alert above %(upper)s).\n"
-        "Acknowledge it in the admin under Health alerts."
-    ) % values
+    body = (
+        _(
+            "%(metric)s was %(value)s on %(day)s, outside the threshold "
+            "(alert below %(lower)s, alert above %(upper)s).\n"
+            "Acknowledge it in the admin under Health alerts."
+        )
+        % values
+    )
     try:
         return send_mail(subject, body, None, recipients)
     except OSError:
@@ -474,9 +474,7 @@ def compute_health_metrics(
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK])
-        done = (
-            DailyProgrammeRollup.objects.order_by("-day").values_list("day", flat=True).first()
-        )
+        done = DailyProgrammeRollup.objects.order_by("-day").values_list("day", flat=True).first()
         if day is not None:
             if day > last_closed:
                 raise HealthDayNotClosed()

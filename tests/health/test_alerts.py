@@ -66,7 +66,9 @@ def test_one_unit_inside_the_threshold_does_not_alert(thresholds, metric, bound,
 
 def test_redemption_rate_alerts_only_three_weeks_running(thresholds):
     low = Decimal("4")
-    HealthMetricValue.objects.create(day=DAY - timedelta(days=7), metric=M.REDEMPTION_RATE, value=low)
+    HealthMetricValue.objects.create(
+        day=DAY - timedelta(days=7), metric=M.REDEMPTION_RATE, value=low
+    )
     HealthMetricValue.objects.create(
         day=DAY - timedelta(days=14), metric=M.REDEMPTION_RATE, value=Decimal("6")
     )
@@ -78,9 +80,10 @@ def test_redemption_rate_alerts_only_three_weeks_running(thresholds):
 
 
 def test_alert_raised_once_until_acknowledged_or_recovered(thresholds):
-    high, normal = {M.OUTSTANDING_POINTS: Decimal("8000001")}, {
-        M.OUTSTANDING_POINTS: Decimal("7999999")
-    }
+    high, normal = (
+        {M.OUTSTANDING_POINTS: Decimal("8000001")},
+        {M.OUTSTANDING_POINTS: Decimal("7999999")},
+    )
     operator = OperatorFactory()
 
     assert evaluate_alerts(day=DAY, values=high) == (1, 0)
@@ -112,7 +115,9 @@ def test_inactive_threshold_raises_nothing(thresholds):
     assert evaluate_alerts(day=DAY, values={M.OUTSTANDING_POINTS: Decimal("9000000")}) == (0, 0)
 
 
-def test_alert_emails_the_configured_group(thresholds, mailoutbox, django_capture_on_commit_callbacks):
+def test_alert_emails_the_configured_group(
+    thresholds, mailoutbox, django_capture_on_commit_callbacks
+):
     group = Group.objects.create(name="Programme health")
     watcher = OperatorFactory(email="watcher@example.com")
     silent = OperatorFactory(email="")

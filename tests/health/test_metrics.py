@@ -89,7 +89,7 @@ def test_metrics_stored_from_the_ledger():
     zone = programme_settings().zone
     HealthSettings.objects.update_or_create(pk=1, defaults={"monthly_budget": Decimal("310")})
     joined = datetime(2026, 1, 1, tzinfo=zone)
-    buyer, sleeper = MemberFactory(joined_at=joined), MemberFactory(joined_at=joined)
+    buyer, _sleeper = MemberFactory(joined_at=joined), MemberFactory(joined_at=joined)
     shop = PartnerFactory()
     with on_day(START):
         services.record_purchase(

@@ -1,0 +1,3 @@
+"""campaigns' admin, one module per area (registrations happen on import)."""
+
+from campaigns import health_admin  # noqa: F401
