@@ -120,9 +120,7 @@ class HealthMetricValue(models.Model):
 
     day = models.DateField(_("day"))
     metric = models.CharField(_("metric"), max_length=32, choices=HealthMetric.choices)
-    value = models.DecimalField(
-        _("value"), max_digits=20, decimal_places=4, null=True, blank=True
-    )
+    value = models.DecimalField(_("value"), max_digits=20, decimal_places=4, null=True, blank=True)
 
     class Meta:
         ordering = ["-day", "metric"]
@@ -140,9 +138,7 @@ class HealthThreshold(models.Model):
     """When a metric is unhealthy: below `lower` or above `upper` (either may be empty), on
     the evaluated day and, with `weeks_running` > 1, on the same weekday of the weeks before."""
 
-    metric = models.CharField(
-        _("metric"), max_length=32, choices=HealthMetric.choices, unique=True
-    )
+    metric = models.CharField(_("metric"), max_length=32, choices=HealthMetric.choices, unique=True)
     lower = models.DecimalField(
         _("alert below"), max_digits=20, decimal_places=4, null=True, blank=True
     )
@@ -228,9 +224,7 @@ class HealthAlert(models.Model):
     upper = models.DecimalField(
         _("alert above"), max_digits=20, decimal_places=4, null=True, blank=True
     )
-    state = models.CharField(
-        _("state"), max_length=16, choices=State.choices, default=State.RAISED
-    )
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.RAISED)
     raised_at = models.DateTimeField(_("raised at"), auto_now_add=True)
     acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
     acknowledged_by = models.ForeignKey(
