@@ -145,7 +145,7 @@ SELECT d.day,
 # where it ends, and the running sum of those changes is the count on each day. Pairs before
 # the run's first day - 29 cannot reach the run's days, so only they are read.
 ACTIVITY_SQL = """
-WITH pairs AS (
+WITH pairs AS MATERIALIZED (
     SELECT DISTINCT account_id, (created_at AT TIME ZONE %(zone)s)::date AS day
       FROM points_entry
      WHERE created_at >= %(window_start)s AND created_at < %(end)s
@@ -160,16 +160,23 @@ WITH pairs AS (
       FROM (SELECT starts AS day, 1 AS change FROM spans
             UNION ALL SELECT ends, -1 FROM spans) c
      GROUP BY day
-), running AS (
+), running AS MATERIALIZED (
     SELECT day, sum(change) OVER (ORDER BY day) AS active FROM changes
-), today AS (
+), today AS MATERIALIZED (
     SELECT day, count(*) AS active FROM pairs WHERE day >= %(first)s GROUP BY day
+), per_day AS MATERIALIZED (
+    SELECT d.day,
+           coalesce((SELECT running.active FROM running WHERE running.day <= d.day
+                      ORDER BY running.day DESC LIMIT 1), 0) AS active_30d,
+           coalesce(today.active, 0) AS active_today
+      FROM (SELECT g::date AS day FROM generate_series(%(first)s::date, %(last)s::date,
+                                                       interval '1 day') g) d
+      LEFT JOIN today ON today.day = d.day
 )
 UPDATE campaigns_dailyprogrammerollup r
-   SET active_30d = coalesce((SELECT running.active FROM running WHERE running.day <= r.day
-                               ORDER BY running.day DESC LIMIT 1), 0),
-       active_members = coalesce((SELECT today.active FROM today WHERE today.day = r.day), 0)
- WHERE r.day BETWEEN %(first)s AND %(last)s
+   SET active_30d = per_day.active_30d, active_members = per_day.active_today
+  FROM per_day
+ WHERE r.day = per_day.day
 """
 
 # Members who had joined by the end of each day (closed members left out).
