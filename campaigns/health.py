@@ -256,8 +256,9 @@ def roll_up_days(*, first: date, last: date, zone) -> int:
     DailyMerchantRollup.objects.filter(day__range=(first, last)).delete()
     DailyProgrammeRollup.objects.filter(day__range=(first, last)).delete()
     with connection.cursor() as cursor:
-        # Hash aggregates over a day's millions of entries stay in memory.
-        cursor.execute("SET LOCAL work_mem = '256MB'")
+        # The distinct counts sort every entry of the run (the whole history on a first run):
+        # in memory rather than in temporary files, for this one transaction only.
+        cursor.execute("SET LOCAL work_mem = '1GB'")
         cursor.execute(MERCHANT_ROLLUP_SQL, params)
         merchant_rows = cursor.rowcount
         cursor.execute(MERCHANT_OUTSTANDING_SQL, params)
