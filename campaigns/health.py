@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from campaigns.exceptions import CampaignsError
 from campaigns.models import (
@@ -51,7 +52,7 @@ HUNDRED = Decimal(100)
 class HealthDayNotClosed(CampaignsError):
     code = "validation_error"
     status = 422
-    default_message = _("Only a day that has ended can be rolled up.")
+    default_message = gettext_lazy("Only a day that has ended can be rolled up.")
 
 
 @dataclass

@@ -36,7 +36,8 @@
 
   var tiers = document.getElementById("health-tiers");
   if (tiers) {
-    new Chart(tiers, { type: "bar", options: quiet, data: { labels: data.tiers.names, datasets: [
+    var fromZero = Object.assign({}, quiet, { scales: { y: { beginAtZero: true } } });
+    new Chart(tiers, { type: "bar", options: fromZero, data: { labels: data.tiers.names, datasets: [
       { label: labels.members, data: data.tiers.members, backgroundColor: palette[0] }] } });
   }
 
