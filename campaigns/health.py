@@ -146,16 +146,17 @@ SELECT d.day,
 # where it ends, and the running sum of those changes is the count on each day. Pairs before
 # the run's first day - 29 cannot reach the run's days, so only they are read.
 ACTIVITY_SQL = """
-WITH pairs AS MATERIALIZED (
-    SELECT DISTINCT account_id, (created_at AT TIME ZONE %(zone)s)::date AS day
-      FROM points_entry
-     WHERE created_at >= %(window_start)s AND created_at < %(end)s
-       AND kind = ANY(%(activity)s)
-), spans AS (
-    SELECT greatest(day, coalesce(lag(day) OVER (PARTITION BY account_id ORDER BY day)
+WITH spans AS MATERIALIZED (
+    -- One row per pair; the pairs themselves are not kept (B6: 45 %% faster than keeping them).
+    SELECT day,
+           greatest(day, coalesce(lag(day) OVER (PARTITION BY account_id ORDER BY day)
                                   + %(window)s, day)) AS starts,
            day + %(window)s AS ends
-      FROM pairs
+      FROM (SELECT account_id, (created_at AT TIME ZONE %(zone)s)::date AS day
+              FROM points_entry
+             WHERE created_at >= %(window_start)s AND created_at < %(end)s
+               AND kind = ANY(%(activity)s)
+             GROUP BY 1, 2) pairs
 ), changes AS (
     SELECT day, sum(change) AS change
       FROM (SELECT starts AS day, 1 AS change FROM spans
@@ -164,7 +165,7 @@ WITH pairs AS MATERIALIZED (
 ), running AS MATERIALIZED (
     SELECT day, sum(change) OVER (ORDER BY day) AS active FROM changes
 ), today AS MATERIALIZED (
-    SELECT day, count(*) AS active FROM pairs WHERE day >= %(first)s GROUP BY day
+    SELECT day, count(*) AS active FROM spans WHERE day >= %(first)s GROUP BY day
 ), per_day AS MATERIALIZED (
     SELECT d.day,
            coalesce((SELECT running.active FROM running WHERE running.day <= d.day
