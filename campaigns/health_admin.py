@@ -4,6 +4,7 @@ settings (editable), the rollups (read-only)."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -38,6 +39,8 @@ class HealthDashboardAdmin(ReadOnlyAdmin):
     """The dashboard: each metric over time with its threshold, points flow, tiers, segments."""
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         try:
             days = int(request.GET.get("days", 180))
         except ValueError:

@@ -17,7 +17,7 @@ from campaigns.health import evaluate_alerts
 from campaigns.models import HealthAlert, HealthMetric
 from points import services
 from points.services import programme_settings
-from tests.factories import MemberFactory, PartnerFactory
+from tests.factories import MemberFactory, OperatorFactory, PartnerFactory
 from tests.health.conftest import after, on_day
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +120,16 @@ def test_task_rolls_up_to_yesterday(history):
 
     assert result["days"] == [DAY.isoformat()]
     assert result["alerts_raised"] == 1  # 2,500 points for one member
+
+
+def test_dashboard_needs_its_view_permission(client, thresholds):
+    from django.contrib.auth.models import Permission
+
+    operator = OperatorFactory()
+    client.force_login(operator)
+    url = reverse("admin:campaigns_healthdashboard_changelist")
+
+    assert client.get(url).status_code == 403
+
+    operator.user_permissions.add(Permission.objects.get(codename="view_healthdashboard"))
+    assert client.get(url).status_code == 200
