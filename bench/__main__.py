@@ -24,7 +24,7 @@ from bench.harness import Row, print_table, write_results
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RESULTS = BASE_DIR / "bench" / "results.json"
-BENCHES = ["B1", "B2", "B3", "B4", "B5"]
+BENCHES = ["B1", "B2", "B3", "B4", "B5", "B6"]
 TEMPLATE = "bench_template"
 
 

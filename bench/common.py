@@ -19,6 +19,11 @@ SIZES = {
         "b3_lots_per_account": 10,
         "b4_members": 1_000,
         "b4_stock": 100,
+        "b6_members": 5_000,
+        "b6_entries": 200_000,
+        "b6_days": 120,
+        "b6_partners": 20,
+        "b6_orders": 40_000,
     },
     "full": {
         "b1_members": 100_000,
@@ -29,6 +34,11 @@ SIZES = {
         "b3_lots_per_account": 10,
         "b4_members": 1_000,
         "b4_stock": 100,
+        "b6_members": 200_000,
+        "b6_entries": 10_000_000,
+        "b6_days": 365,
+        "b6_partners": 50,
+        "b6_orders": 2_000_000,
     },
 }
 

@@ -429,3 +429,7 @@ class ReminderDeliveryAdmin(ReadOnlyAdmin):
             % {"count": count},
             messages.SUCCESS,
         )
+
+
+# Programme health: dashboard, alerts, thresholds (registrations happen on import).
+from campaigns import health_admin  # noqa: E402, F401

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from members.models import REFERRAL_ALPHABET, Tier
@@ -513,3 +513,93 @@ def create_ledger_history(
         "lots": lots,
         "allocations": members * (per_k[0] + per_k[1] + per_k[2] + per_k[4]),
     }
+
+
+# Kinds of the B6 history by entry number modulo 20: 12 earn, 3 spend, 2 redeem, 2 expire,
+# 1 reverse (a refund taking earned points back).
+LEDGER_HISTORY_SQL = """
+INSERT INTO points_entry (account_id, kind, amount, available_delta, pending_delta,
+                          balance_after, partner_id, reference, memo, reason, source_type,
+                          source_id, created_at)
+SELECT %(first_account)s + (i * 7919) %% %(accounts)s,
+       k.kind, k.sign * p.points, k.sign * p.points, 0, 0,
+       CASE WHEN k.kind = 'expire' THEN NULL
+            ELSE %(first_partner)s + (i * 31) %% %(partners)s END,
+       'bench', '', '', '', '', %(start)s + (i - 1) * %(step)s
+  FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i
+ CROSS JOIN LATERAL (SELECT 10 + (i * 37) %% 990 AS points) p
+ CROSS JOIN LATERAL (
+     SELECT CASE WHEN i %% 20 < 12 THEN 'earn' WHEN i %% 20 < 15 THEN 'spend'
+                 WHEN i %% 20 < 17 THEN 'redeem' WHEN i %% 20 < 19 THEN 'expire'
+                 ELSE 'reverse' END AS kind,
+            CASE WHEN i %% 20 < 12 THEN 1 ELSE -1 END AS sign) k
+"""
+
+ORDER_HISTORY_SQL = """
+INSERT INTO points_order (partner_id, reference, account_id, amount, currency,
+                          paid_with_points, refunded_amount, points_earned, points_reversed,
+                          points_written_off, points_lapsed, points_spent, points_returned,
+                          created_at, updated_at)
+SELECT %(first_partner)s + (i * 31) %% %(partners)s, 'bench-' || i,
+       %(first_account)s + (i * 7919) %% %(accounts)s, (20 + (i * 53) %% 2000)::numeric(14, 2),
+       'CNY', 0, 0, 0, 0, 0, 0, 0, 0,
+       %(start)s + (i - 1) * %(step)s, %(start)s + (i - 1) * %(step)s
+  FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i
+"""
+
+
+def create_rollup_history(
+    block: MemberBlock,
+    *,
+    entries: int,
+    days: int,
+    partners: int,
+    orders: int,
+    end: datetime | None = None,
+    chunk: int = 1_000_000,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """`entries` ledger entries of every kind over the `days` days before `end`, spread evenly
+    in time (ids follow time, as in production), across `partners` new merchants and the
+    accounts of `block`, plus `orders` purchase orders over the same days. Written with
+    INSERT ... SELECT generate_series in chunks (no Python per row).
+
+    For the health rollup (B6) only: entries carry amounts but no lots, allocations or
+    balances, so the ledger invariant does NOT hold on this data (no job but the rollup may
+    run on it)."""
+    end = end or timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    first_partner = _next_id("points_partner")
+    stamp = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO points_partner (id, name, kind, is_active, created_at)"
+            " VALUES (%s, %s, 'merchant', true, %s)",
+            [
+                (first_partner + n, f"Bench merchant {first_partner + n}", stamp)
+                for n in range(partners)
+            ],
+        )
+    _move_sequence("points_partner")
+    params = {
+        "first_account": block.first_account_id,
+        "accounts": block.count,
+        "first_partner": first_partner,
+        "partners": partners,
+        "start": start,
+    }
+    work = [(LEDGER_HISTORY_SQL, entries, "entries"), (ORDER_HISTORY_SQL, orders, "orders")]
+    for sql, total, label in work:
+        step = (end - start) / max(total, 1)
+        for low in range(1, total + 1, chunk):
+            high = min(low + chunk - 1, total)
+            with transaction.atomic(), connection.cursor() as cursor:
+                # The rows reference accounts and merchants that exist by construction: skip
+                # the per-row foreign key triggers (superuser, bench databases only).
+                cursor.execute("SET LOCAL session_replication_role = replica")
+                cursor.execute(sql, {**params, "step": step, "low": low, "high": high})
+            if progress:
+                progress(f"{high:,} / {total:,} {label}")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE points_entry; ANALYZE points_order")
+    return {"entries": entries, "orders": orders, "partners": partners, "days": days}

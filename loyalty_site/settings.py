@@ -173,6 +173,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "points.purge_webhook_deliveries",
         "schedule": crontab(hour=4, minute=10),
     },
+    # campaigns/tasks.py: programme health after expiry (00:05) so the day's expiry counts.
+    "compute-health-metrics": {
+        "task": "campaigns.compute_health_metrics",
+        "schedule": crontab(hour=2, minute=0),
+    },
 }
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 

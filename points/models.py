@@ -522,6 +522,10 @@ class Order(models.Model):
     class Meta:
         verbose_name = _("order")
         verbose_name_plural = _("orders")
+        indexes = [
+            # campaigns' daily health rollup reads one day of orders (member spend).
+            BrinIndex(fields=["created_at"], name="order_created_brin"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["partner", "reference"],

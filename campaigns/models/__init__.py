@@ -2,6 +2,17 @@
 reads on its own; Django finds them through this package."""
 
 from campaigns.models.events import Event
+from campaigns.models.health import (
+    DailyMerchantRollup,
+    DailyProgrammeRollup,
+    DailyTierSize,
+    HealthAlert,
+    HealthDashboard,
+    HealthMetric,
+    HealthMetricValue,
+    HealthSettings,
+    HealthThreshold,
+)
 from campaigns.models.reminders import (
     Channel,
     MessageTemplate,
@@ -45,3 +56,14 @@ __all__ = [
     "TaskProgress",
 ]
 __all__ += ["Channel", "MessageTemplate", "ReminderDelivery", "ReminderSettings"]
+__all__ += [
+    "DailyMerchantRollup",
+    "DailyProgrammeRollup",
+    "DailyTierSize",
+    "HealthAlert",
+    "HealthDashboard",
+    "HealthMetric",
+    "HealthMetricValue",
+    "HealthSettings",
+    "HealthThreshold",
+]

@@ -143,7 +143,7 @@ def test_saving_the_settings_in_admin_validates_the_windows(admin_client):
     url = "/admin/campaigns/remindersettings/1/change/"
     form = {"windows": "30,x", "email_enabled": "on", "inbox_enabled": "on"}
 
-    refused = admin_client.post(url, form)
+    refused = admin_client.post(url, form, HTTP_ACCEPT_LANGUAGE="en")
     accepted = admin_client.post(url, {**form, "windows": "14，3"})
 
     assert refused.status_code == 200 and "whole numbers of days" in refused.content.decode()
