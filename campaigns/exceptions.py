@@ -17,3 +17,11 @@ class CurrencyMismatch(CampaignsError):
     code = "validation_error"
     status = 422
     default_message = _("The currency is not the programme's currency.")
+
+
+class HeldEventNotApprovable(CampaignsError):
+    """A review decision that cannot be carried out (risk control, docs/adr/0018)."""
+
+    code = "validation_error"
+    status = 422
+    default_message = _("This held event cannot be decided this way.")

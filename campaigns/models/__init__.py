@@ -2,6 +2,7 @@
 reads on its own; Django finds them through this package."""
 
 from campaigns.models.events import Event
+from campaigns.models.risk import DeviceReward, HeldEvent, RiskLimits
 from campaigns.models.rules import (
     PURCHASE,
     Campaign,
@@ -24,15 +25,18 @@ __all__ = [
     "PURCHASE",
     "Campaign",
     "CheckInReward",
+    "DeviceReward",
     "EarningRule",
     "Event",
     "EventType",
     "ExcludedProduct",
     "Experiment",
     "ExperimentArm",
+    "HeldEvent",
     "MemberTask",
     "ReferralReward",
     "ReferralSettings",
+    "RiskLimits",
     "RuleRate",
     "RuleUsage",
     "RulebookState",
