@@ -264,9 +264,8 @@ def issuance_freeze(*, fresh: bool = False) -> IssuanceFreeze | None:
 
 
 def _frozen(freeze: IssuanceFreeze) -> IssuanceFrozen:
-    return IssuanceFrozen(
-        reason=freeze.reason, ends_at=_iso(freeze.ends_at), started_at=_iso(freeze.started_at)
-    )
+    # Partners learn when issuance resumes (if known); the operator's reason stays in admin.
+    return IssuanceFrozen(**({"ends_at": _iso(freeze.ends_at)} if freeze.ends_at else {}))
 
 
 def ensure_issuance_open(*, fresh: bool = True) -> None:
@@ -431,11 +430,12 @@ WITH guard AS (
        AND s.time_zone = %(time_zone)s AND s.pending_days = %(pending_days)s
        AND EXISTS (SELECT 1 FROM members_member m WHERE m.id = %(member_id)s
                       AND m.status = ANY(%(statuses)s::text[]))
-       -- An issuance freeze in force refuses every credit that issues points (docs/adr/0018).
+       -- An issuance freeze in force refuses every credit that issues points (docs/adr/0018);
+       -- statement time, the clock its started_at was written with (not the transaction's).
        AND NOT (%(issuance)s::boolean AND EXISTS (
            SELECT 1 FROM points_issuancefreeze f
-            WHERE f.lifted_at IS NULL AND f.started_at <= now()
-              AND (f.ends_at IS NULL OR f.ends_at > now()))){guard}
+            WHERE f.lifted_at IS NULL AND f.started_at <= statement_timestamp()
+              AND (f.ends_at IS NULL OR f.ends_at > statement_timestamp()))){guard}
 ),
 acct AS (
     INSERT INTO points_account AS a (member_id, available, pending, lifetime_earned,
