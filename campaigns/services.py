@@ -1021,8 +1021,8 @@ def approve_held_event(*, hold_id: int, reviewer) -> bool:
 
 @transaction.atomic
 def reject_held_event(*, hold_id: int, reviewer, reason: str) -> bool:
-    """Refuse a held event its points, with the reviewer's reason; the event stays, with no
-    points. Returns False, doing nothing, when it was already decided."""
+    """Refuse a held event its points, with the reviewer's reason; the event stays, held and
+    with no points. Returns False, doing nothing, when it was already decided."""
     reason = (reason or "").strip()
     if not reason:
         raise HeldEventNotApprovable(_("A rejection needs a reason."))
@@ -1034,7 +1034,8 @@ def reject_held_event(*, hold_id: int, reviewer, reason: str) -> bool:
     hold.decided_at = timezone.now()
     hold.decision_reason = reason
     hold.save(update_fields=["status", "reviewer", "decided_at", "decision_reason"])
-    Event.objects.filter(pk=hold.event_id).update(outcome=Event.Outcome.NO_POINTS)
+    # The event keeps its outcome `held` (the decision is on the HeldEvent): replays
+    # (campaigns.simulation) skip it like any held event, rather than count it as issuing 0.
     return True
 
 

@@ -255,7 +255,9 @@ def test_rejection_grants_nothing_and_records_the_reason(held_purchase, reviewer
     assert held_purchase.status == HeldEvent.Status.REJECTED
     assert held_purchase.decision_reason == "card testing pattern"
     assert held_purchase.reviewer == reviewer
-    assert Event.objects.filter(pk=held_purchase.event_id).exists()  # nothing is wiped
+    # Nothing is wiped: the event stays, held (replays skip it), with no points.
+    event = Event.objects.get(pk=held_purchase.event_id)
+    assert (event.outcome, event.points_awarded) == (Event.Outcome.HELD, 0)
     # A rejected event stays rejected.
     assert not campaign_services.approve_held_event(hold_id=held_purchase.pk, reviewer=reviewer)
     assert available() == 0
