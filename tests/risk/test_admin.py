@@ -129,6 +129,9 @@ def test_the_queue_shows_why_each_event_was_held_and_filters_by_reason(reviewer_
     other = reviewer_client.get(reverse(QUEUE), {"reason": "events_per_member_hour"})
     assert len(by_reason.context["cl"].result_list) == 3
     assert len(other.context["cl"].result_list) == 0
+    detail = reviewer_client.get(reverse("admin:campaigns_heldevent_change", args=[held[0].pk]))
+    assert detail.status_code == 200
+    assert "default-purchase" in detail.content.decode()
 
 
 def test_a_reviewer_approves_one_event(reviewer_client, reviewer, held):
