@@ -5,13 +5,14 @@ email and SMS left in doubt or failed can be queued again."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
-from campaigns import reminders, scheduling
+from campaigns import reminders, scheduling, services
 from campaigns.models import (
     Campaign,
     Channel,
@@ -22,15 +23,18 @@ from campaigns.models import (
     ExcludedProduct,
     Experiment,
     ExperimentArm,
+    HeldEvent,
     MemberTask,
     MessageTemplate,
     ReferralReward,
     ReferralSettings,
     ReminderDelivery,
     ReminderSettings,
+    RiskLimits,
     RuleRate,
     TaskProgress,
 )
+from loyalty_site.exceptions import LoyaltyError
 from members.admin import (
     MemberAdmin,
     SingletonAdmin,
@@ -38,7 +42,7 @@ from members.admin import (
     mask_email,
     mask_phone,
 )
-from points.admin import CappedCountPaginator, ReadOnlyAdmin
+from points.admin import MAX_ACTION_ROWS, CappedCountPaginator, ReadOnlyAdmin, _action_form
 
 
 class RuleRateInline(admin.TabularInline):
@@ -429,6 +433,221 @@ class ReminderDeliveryAdmin(ReadOnlyAdmin):
             % {"count": count},
             messages.SUCCESS,
         )
+
+
+# --- Risk control (docs/adr/0018) -----------------------------------------------------------------
+@admin.register(RiskLimits)
+class RiskLimitsAdmin(SingletonAdmin):
+    fieldsets = [
+        (
+            _("Anomaly limits (empty = off)"),
+            {
+                "fields": [
+                    "max_points_per_event",
+                    "max_points_per_member_day",
+                    "max_events_per_member_hour",
+                    "max_rewards_per_device_day",
+                ]
+            },
+        ),
+        (None, {"fields": ["updated_at"]}),
+    ]
+    readonly_fields = ["updated_at"]
+
+
+class HeldReasonFilter(admin.SimpleListFilter):
+    title = _("reason")
+    parameter_name = "reason"
+
+    def lookups(self, request, model_admin):
+        return HeldEvent.Reason.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(reasons__contains=[self.value()])
+        return queryset
+
+
+class RejectHeldEventsForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"), max_length=1000, widget=forms.Textarea(attrs={"rows": 3, "cols": 60})
+    )
+
+
+@admin.register(HeldEvent)
+class HeldEventAdmin(admin.ModelAdmin):
+    """The review queue: events held by a risk limit, why, and the decision. Reviewers (the
+    `review_event` permission) approve (the held points are granted then) or reject with a
+    reason, one by one or in bulk; nothing is deleted."""
+
+    list_display = [
+        "held_at",
+        "event_link",
+        "member",
+        "event_type",
+        "reference",
+        "points",
+        "reasons_display",
+        "status",
+        "reviewer",
+        "decided_at",
+    ]
+    list_filter = ["status", HeldReasonFilter, ("held_at", admin.DateFieldListFilter)]
+    list_select_related = ["event__member", "reviewer"]
+    search_fields = ["=event__reference", "=event__member__external_id"]
+    show_full_result_count = False
+    actions = ["approve_selected", "reject_selected"]
+    fields = [
+        "event_link",
+        "member",
+        "event_type",
+        "reference",
+        "reasons_display",
+        "details",
+        "awards",
+        "points",
+        "growth_spent",
+        "status",
+        "held_at",
+        "reviewer",
+        "decided_at",
+        "decision_reason",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_review_permission(self, request) -> bool:
+        return request.user.has_perm("campaigns.review_event")
+
+    @admin.display(description=_("event"))
+    def event_link(self, hold: HeldEvent):
+        url = reverse("admin:campaigns_event_change", args=[hold.event_id])
+        return format_html('<a href="{}">#{}</a>', url, hold.event_id)
+
+    @admin.display(description=_("member"), ordering="event__member__external_id")
+    def member(self, hold: HeldEvent) -> str:
+        return hold.event.member.external_id
+
+    @admin.display(description=_("type"))
+    def event_type(self, hold: HeldEvent) -> str:
+        return hold.event.type
+
+    @admin.display(description=_("reference"))
+    def reference(self, hold: HeldEvent) -> str:
+        return hold.event.reference
+
+    @admin.display(description=_("why held"))
+    def reasons_display(self, hold: HeldEvent) -> str:
+        labels = dict(HeldEvent.Reason.choices)
+        parts = []
+        for reason in hold.reasons:
+            seen = hold.details.get(reason, {})
+            parts.append(
+                gettext("%(reason)s: %(value)s > %(limit)s")
+                % {
+                    "reason": labels.get(reason, reason),
+                    "value": seen.get("value", "?"),
+                    "limit": seen.get("limit", "?"),
+                }
+            )
+        return "; ".join(parts)
+
+    def _decide(self, request, queryset, decide) -> tuple[int, int]:
+        done = skipped = 0
+        for hold_id in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                if decide(hold_id):
+                    done += 1
+                else:
+                    skipped += 1
+            except LoyaltyError as error:
+                self.message_user(request, f"#{hold_id}: {error.message}", messages.ERROR)
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d event was already decided and was left as it is.",
+                    "%(count)d events were already decided and were left as they are.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
+        return done, skipped
+
+    @admin.action(description=_("Approve: grant the held points"), permissions=["review"])
+    def approve_selected(self, request, queryset):
+        if queryset.count() > MAX_ACTION_ROWS:
+            self.message_user(
+                request,
+                gettext("Select at most %(max)d events at a time.") % {"max": MAX_ACTION_ROWS},
+                messages.ERROR,
+            )
+            return
+        done, _skipped = self._decide(
+            request,
+            queryset,
+            lambda hold_id: services.approve_held_event(hold_id=hold_id, reviewer=request.user),
+        )
+        if done:
+            self.message_user(
+                request,
+                ngettext(
+                    "Approved %(count)d event: its points were granted.",
+                    "Approved %(count)d events: their points were granted.",
+                    done,
+                )
+                % {"count": done},
+                messages.SUCCESS,
+            )
+
+    @admin.action(description=_("Reject (with a reason)"), permissions=["review"])
+    def reject_selected(self, request, queryset):
+        if queryset.count() > MAX_ACTION_ROWS:
+            self.message_user(
+                request,
+                gettext("Select at most %(max)d events at a time.") % {"max": MAX_ACTION_ROWS},
+                messages.ERROR,
+            )
+            return None
+        form = RejectHeldEventsForm(request.POST if "apply" in request.POST else None)
+        if not (form.is_bound and form.is_valid()):
+            return _action_form(
+                self,
+                request,
+                queryset,
+                form=form,
+                action="reject_selected",
+                title=_("Reject held events"),
+                explanation=_(
+                    "The selected events get no points; the reason is recorded with each."
+                ),
+                submit=gettext("Reject"),
+            )
+        reason = form.cleaned_data["reason"]
+        done, _skipped = self._decide(
+            request,
+            queryset,
+            lambda hold_id: services.reject_held_event(
+                hold_id=hold_id, reviewer=request.user, reason=reason
+            ),
+        )
+        if done:
+            self.message_user(
+                request,
+                ngettext("Rejected %(count)d event.", "Rejected %(count)d events.", done)
+                % {"count": done},
+                messages.SUCCESS,
+            )
+        return None
 
 
 # Programme health: dashboard, alerts, thresholds (registrations happen on import).

@@ -42,6 +42,7 @@ from campaigns.models import (
     Experiment,
     MemberTask,
     ReferralSettings,
+    RiskLimits,
     RulebookState,
 )
 
@@ -138,6 +139,8 @@ class Rulebook:
     tasks: dict[str, list[CompiledTask]]  # by event type
     check_in_rewards: dict[int, int]
     referral: ReferralSettings
+    # Risk control's anomaly limits (docs/adr/0018), cached with the rules: no query per event.
+    risk: RiskLimits | None = None
 
     @property
     def needs_segments(self) -> bool:
@@ -266,6 +269,7 @@ def load_rulebook(
         tasks=tasks,
         check_in_rewards=dict(CheckInReward.objects.values_list("streak_day", "points")),
         referral=ReferralSettings.get(),
+        risk=RiskLimits.get(),
     )
 
 

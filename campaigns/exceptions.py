@@ -23,3 +23,11 @@ class InvalidReminderRun(CampaignsError):
     code = "validation_error"
     status = 422
     default_message = _("The reminder run was asked for something it cannot do.")
+
+
+class HeldEventNotApprovable(CampaignsError):
+    """A review decision that cannot be carried out (risk control, docs/adr/0018)."""
+
+    code = "validation_error"
+    status = 422
+    default_message = _("This held event cannot be decided this way.")

@@ -19,9 +19,17 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from campaigns import engine
-from campaigns.exceptions import CurrencyMismatch, UnknownEventType
-from campaigns.models import PURCHASE, Event, MemberTask, ReferralReward, RuleUsage, TaskProgress
+from campaigns import engine, risk
+from campaigns.exceptions import CurrencyMismatch, HeldEventNotApprovable, UnknownEventType
+from campaigns.models import (
+    PURCHASE,
+    Event,
+    HeldEvent,
+    MemberTask,
+    ReferralReward,
+    RuleUsage,
+    TaskProgress,
+)
 from members.exceptions import MemberFrozen
 from members.models import Member, SegmentMembership
 from members.selectors import member_by_external_id
@@ -32,10 +40,11 @@ from members.services import (
     growth_reverse_for_order,
     record_check_in,
 )
-from points.models import Order, Partner
+from points.models import Entry, Order, Partner
 from points.services import (
     RefundResult,
     earn,
+    ensure_issuance_open,
     lock_member_accounts,
     programme_settings,
     purchase_available_at,
@@ -249,6 +258,17 @@ class _LiveState(_State):
 
     def record_referral(self, **fields) -> None:
         ReferralReward.objects.create(**fields)
+
+
+class _HoldState(_LiveState):
+    """A held event's state (docs/adr/0018): what happened is recorded (the check-in, task
+    progress, the referral's decision) under the same locks, but no budget is charged and no
+    cap is used: the points are only planned, and granted if a reviewer approves."""
+
+    charge_budget = _State.charge_budget
+
+    def add_usage(self, *, member: Member, used: list[tuple[int, int]], starts: dict) -> None:
+        pass
 
 
 def _device_or_ip(device: str, ip: str):
@@ -556,6 +576,10 @@ def record_event(*, partner: Partner, data: EventInput, dry_run: bool = False) -
 
     A dry run takes exactly the same path with a read-only state (nothing written: no entry, no
     budget, no usage, no check-in), so its answer is what the real event would get now.
+
+    Risk control (docs/adr/0018): while the programme's issuance is frozen nothing is evaluated
+    (`IssuanceFrozen`); an event that passes one of the anomaly limits is stored as held, with
+    no points, no budget and no cap used, until a reviewer approves or rejects it.
     """
     book = engine.rulebook()
     if data.type not in book.event_types:
@@ -565,6 +589,9 @@ def record_event(*, partner: Partner, data: EventInput, dry_run: bool = False) -
         raise CurrencyMismatch(
             _("This programme accounts in %(currency)s.") % {"currency": programme.currency}
         )
+    # The hot path reads the per-process copy (no query); the earn statement's guard refuses
+    # whatever a stale copy lets through. A dry run has no such backstop: it reads fresh.
+    ensure_issuance_open(fresh=dry_run)
     member = member_by_external_id(external_id=data.member)
     if member.is_frozen:
         raise MemberFrozen(member=member.external_id)
@@ -572,23 +599,62 @@ def record_event(*, partner: Partner, data: EventInput, dry_run: bool = False) -
     occurred_at = data.occurred_at or now
     local = occurred_at.astimezone(programme.zone)
     facts = facts_for(book=book, member=member, data=data, partner=partner, local=local)
-    if dry_run:
-        plan = _plan(
+
+    def plan_with(state: _State) -> _Plan:
+        return _plan(
             book=book,
             facts=facts,
             member=member,
             data=data,
-            state=_State(),
+            state=state,
             programme=programme,
             occurred_at=occurred_at,
             now=now,
         )
+
+    dry_plan = None
+    verdict = risk.Verdict()
+    limits = book.risk
+    if limits is not None and limits.any_on:
+        # Decided on the read-only plan, so that a held event uses no budget and no cap.
+        dry_plan = plan_with(_State()) if limits.needs_plan else None
+        verdict = risk.check_limits(
+            limits=limits,
+            member=member,
+            awards=dry_plan.awards if dry_plan else [],
+            attributes=data.attributes,
+            occurred_at=occurred_at,
+            day=local.date(),
+            zone=programme.zone,
+        )
+    if dry_run:
+        if verdict.held:
+            return EventOutcome(
+                event=None,
+                points_awarded=0,
+                points_pending=0,
+                rules_applied=[],
+                held_for_review=True,
+            )
+        plan = dry_plan or plan_with(_State())
         own = [a for a in plan.awards if a.member is None]
         return EventOutcome(
             event=None,
             points_awarded=sum(a.points for a in own),
             points_pending=sum(a.points for a in own if a.available_at > now),
             rules_applied=plan.awards,
+        )
+    if verdict.held:
+        return _hold(
+            book=book,
+            facts=facts,
+            partner=partner,
+            member=member,
+            data=data,
+            programme=programme,
+            occurred_at=occurred_at,
+            now=now,
+            verdict=verdict,
         )
     return _record(
         book=book,
@@ -612,6 +678,102 @@ def _context(facts: engine.Facts) -> dict:
     }
 
 
+def _rules_applied(awards: list[Award]) -> list[dict]:
+    return [
+        {
+            "rule": a.rule,
+            "points": a.points,
+            **({"member": a.member.external_id} if a.member else {}),
+        }
+        for a in awards
+    ]
+
+
+def _grant(
+    *,
+    member: Member,
+    partner: Partner,
+    reference: str,
+    occurred_at: datetime | None,
+    awards: list[Award],
+    purchase: dict | None = None,
+    order: Order | None = None,
+) -> tuple[list[Entry], Order | None]:
+    """Write the awards to the ledger: the member's points, one lot per release moment
+    (usually one), and another member's (a referral's inviter) as their own lot.
+
+    For a purchase the first lot is the order's earn, which a refund reverses: with `purchase`
+    (amount, currency, paid_with_points) the order is recorded with it; with `order` (a held
+    purchase, recorded without points) the first lot becomes that order's earn.
+    """
+    own = [a for a in awards if a.member is None]
+    entries = []
+    groups: dict[datetime, list[Award]] = defaultdict(list)
+    for award in own:
+        groups[award.available_at].append(award)
+    grouped = sorted(groups.items(), key=lambda item: item[0])
+    if purchase is not None:
+        first_at, first = grouped[0] if grouped else (None, [])
+        result = record_purchase(
+            member=member,
+            partner=partner,
+            reference=reference,
+            points=sum(a.points for a in first),
+            occurred_at=occurred_at,
+            available_at=first_at,
+            source_type="rule",
+            source_id=",".join(a.rule for a in first)[:64],
+            **purchase,
+        )
+        order = result.order
+        if result.earn is not None:
+            entries.append(result.earn.entry)
+        grouped = grouped[1:]
+    elif order is not None and grouped:
+        first_at, first = grouped[0]
+        entries.append(
+            earn(
+                member=member,
+                points=sum(a.points for a in first),
+                partner=partner,
+                reference=reference,
+                source_type="rule",
+                source_id=",".join(a.rule for a in first)[:64],
+                occurred_at=occurred_at,
+                available_at=first_at,
+                order=order,
+            ).entry
+        )
+        grouped = grouped[1:]
+    for available_at, group in grouped:
+        entries.append(
+            earn(
+                member=member,
+                points=sum(a.points for a in group),
+                partner=partner,
+                reference=reference,
+                source_type=group[0].source_type,
+                source_id=",".join(a.rule for a in group)[:64],
+                occurred_at=occurred_at,
+                available_at=available_at,
+            ).entry
+        )
+    for award in awards:
+        if award.member is not None:  # a referral's inviter: their own lot
+            earn(
+                member=award.member,
+                points=award.points,
+                partner=partner,
+                reference=reference,
+                source_type=award.source_type,
+                source_id=member.external_id[:64],
+                available_at=award.available_at,
+            )
+    for entry in entries:
+        entry.partner = partner  # the response names the merchant: no query for it
+    return entries, order
+
+
 @transaction.atomic(savepoint=False)
 def _record(*, book, facts, partner, member, data, programme, occurred_at, now) -> EventOutcome:
     state = _LiveState()
@@ -630,59 +792,21 @@ def _record(*, book, facts, partner, member, data, programme, occurred_at, now) 
     own = [a for a in plan.awards if a.member is None]
     points = sum(a.points for a in own)
     pending = sum(a.points for a in own if a.available_at > now)
-    entries = []
-    # The member's points, one lot per release moment (usually one); for a purchase the first
-    # lot is the order's earn, which a refund reverses.
-    groups: dict[datetime, list[Award]] = defaultdict(list)
-    for award in own:
-        groups[award.available_at].append(award)
-    grouped = sorted(groups.items(), key=lambda item: item[0])
-    order = None
+    purchase = None
     if data.type == PURCHASE:
-        first_at, first = grouped[0] if grouped else (None, [])
-        result = record_purchase(
-            member=member,
-            partner=partner,
-            reference=data.reference,
-            amount=data.amount,
-            currency=data.currency or programme.currency,
-            paid_with_points=data.paid_with_points or Decimal("0"),
-            points=sum(a.points for a in first),
-            occurred_at=data.occurred_at,
-            available_at=first_at,
-            source_type="rule",
-            source_id=",".join(a.rule for a in first)[:64],
-        )
-        order = result.order
-        if result.earn is not None:
-            entries.append(result.earn.entry)
-        grouped = grouped[1:]
-    for available_at, group in grouped:
-        entries.append(
-            earn(
-                member=member,
-                points=sum(a.points for a in group),
-                partner=partner,
-                reference=data.reference,
-                source_type=group[0].source_type,
-                source_id=",".join(a.rule for a in group)[:64],
-                occurred_at=data.occurred_at,
-                available_at=available_at,
-            ).entry
-        )
-    for award in plan.awards:
-        if award.member is not None:  # a referral's inviter: their own lot
-            earn(
-                member=award.member,
-                points=award.points,
-                partner=partner,
-                reference=data.reference,
-                source_type=award.source_type,
-                source_id=member.external_id[:64],
-                available_at=award.available_at,
-            )
-    for entry in entries:
-        entry.partner = partner  # the response names the merchant: no query for it
+        purchase = {
+            "amount": data.amount,
+            "currency": data.currency or programme.currency,
+            "paid_with_points": data.paid_with_points or Decimal("0"),
+        }
+    entries, order = _grant(
+        member=member,
+        partner=partner,
+        reference=data.reference,
+        occurred_at=data.occurred_at,
+        awards=plan.awards,
+        purchase=purchase,
+    )
     # Growth value (members) in the same transaction: a threshold reached upgrades at once.
     if order is not None:
         growth_for_purchase(
@@ -709,15 +833,11 @@ def _record(*, book, facts, partner, member, data, programme, occurred_at, now) 
         points_awarded=points,
         points_pending=pending,
         outcome=Event.Outcome.AWARDED if points else Event.Outcome.NO_POINTS,
-        rules_applied=[
-            {
-                "rule": a.rule,
-                "points": a.points,
-                **({"member": a.member.external_id} if a.member else {}),
-            }
-            for a in plan.awards
-        ],
+        rules_applied=_rules_applied(plan.awards),
         context=_context(facts),
+    )
+    risk.log_device_reward(
+        event=event, awards=plan.awards, attributes=data.attributes, day=facts.local.date()
     )
     return EventOutcome(
         event=event,
@@ -726,6 +846,197 @@ def _record(*, book, facts, partner, member, data, programme, occurred_at, now) 
         rules_applied=plan.awards,
         entries=entries,
     )
+
+
+# --- Risk control: held events and their review (docs/adr/0018) ---------------------------------
+def _award_json(award: Award) -> dict:
+    return {
+        "rule": award.rule,
+        "points": award.points,
+        "available_at": award.available_at.isoformat(),
+        "member": award.member.external_id if award.member else None,
+        "source_type": award.source_type,
+    }
+
+
+@transaction.atomic(savepoint=False)
+def _hold(
+    *, book, facts, partner, member, data, programme, occurred_at, now, verdict
+) -> EventOutcome:
+    """Store an event that passed a risk limit, with the awards it would get and why it was
+    held; no points, no budget, no cap used. What happened is still recorded (a purchase's
+    order, so its reference stays taken; the check-in; task progress; the referral's decision),
+    so approval grants exactly these awards and a rejection cannot simply be retried."""
+    state = _HoldState()
+    plan = _plan(
+        book=book,
+        facts=facts,
+        member=member,
+        data=data,
+        state=state,
+        programme=programme,
+        occurred_at=occurred_at,
+        now=now,
+    )
+    if plan.tasks_done:
+        state.complete_tasks(member=member, done=plan.tasks_done)
+    growth_spent = None
+    if data.type == PURCHASE:
+        record_purchase(
+            member=member,
+            partner=partner,
+            reference=data.reference,
+            amount=data.amount,
+            currency=data.currency or programme.currency,
+            paid_with_points=data.paid_with_points or Decimal("0"),
+            points=0,
+            occurred_at=data.occurred_at,
+        )
+        growth_spent = engine.earning_amount(book, facts)
+    event = Event.objects.create(
+        partner=partner,
+        type=data.type,
+        member=member,
+        reference=data.reference,
+        occurred_at=occurred_at,
+        payload=data.payload,
+        points_awarded=0,
+        points_pending=0,
+        outcome=Event.Outcome.HELD,
+        rules_applied=[],
+        context=_context(facts),
+    )
+    HeldEvent.objects.create(
+        event=event,
+        reasons=verdict.reasons,
+        details=verdict.details,
+        awards=[_award_json(a) for a in plan.awards],
+        points=sum(a.points for a in plan.awards if a.member is None),
+        growth_spent=growth_spent,
+    )
+    risk.log_device_reward(
+        event=event, awards=plan.awards, attributes=data.attributes, day=facts.local.date()
+    )
+    return EventOutcome(
+        event=event, points_awarded=0, points_pending=0, rules_applied=[], held_for_review=True
+    )
+
+
+def _held_awards(hold: HeldEvent, *, now: datetime) -> list[Award]:
+    others = {a["member"] for a in hold.awards if a["member"]}
+    members = {m.external_id: m for m in Member.objects.filter(external_id__in=others)}
+    awards = []
+    for line in hold.awards:
+        if not line["points"]:
+            continue
+        available_at = max(datetime.fromisoformat(line["available_at"]), now)
+        awards.append(
+            Award(
+                rule=line["rule"],
+                points=line["points"],
+                available_at=available_at,
+                member=members.get(line["member"]) if line["member"] else None,
+                source_type=line["source_type"],
+            )
+        )
+    return awards
+
+
+def _lock_pending_hold(hold_id: int) -> HeldEvent | None:
+    """The held event, row-locked, if it still waits for a decision (a double click, or two
+    reviewers at once: the second finds it decided and does nothing)."""
+    hold = (
+        HeldEvent.objects.select_for_update(of=("self",))
+        .select_related("event__member__tier", "event__partner")
+        .filter(pk=hold_id)
+        .first()
+    )
+    if hold is None or hold.status != HeldEvent.Status.PENDING:
+        return None
+    return hold
+
+
+@transaction.atomic
+def approve_held_event(*, hold_id: int, reviewer) -> bool:
+    """Grant a held event exactly the awards stored with it, with the original event's
+    reference (a purchase's points become its order's earn, which a refund reverses), and its
+    growth value; the event becomes awarded. Returns False, doing nothing, when it was already
+    decided. Refused while issuance is frozen (`IssuanceFrozen`) and for a purchase refunded
+    since it was held (`HeldEventNotApprovable`: reject it instead).
+
+    Lock order: the held event's row, then accounts by id (docs/adr/0001).
+    """
+    hold = _lock_pending_hold(hold_id)
+    if hold is None:
+        return False
+    ensure_issuance_open()
+    event = hold.event
+    member = event.member
+    now = timezone.now()
+    awards = _held_awards(hold, now=now)
+    order = None
+    if event.type == PURCHASE:
+        order = Order.objects.filter(partner_id=event.partner_id, reference=event.reference).first()
+        if order is not None and order.refunded_amount:
+            raise HeldEventNotApprovable(
+                _("The order was refunded after the event was held: reject it instead."),
+                event=event.pk,
+            )
+    others = [a.member for a in awards if a.member is not None]
+    if others:
+        lock_member_accounts(members=[member, *others])
+    occurred_at = event.occurred_at  # expiry counts from the event, as if granted then
+    _grant(
+        member=member,
+        partner=event.partner,
+        reference=event.reference,
+        occurred_at=occurred_at,
+        awards=awards,
+        order=order,
+    )
+    if order is not None and hold.growth_spent:
+        growth_for_purchase(
+            member=member,
+            spent=hold.growth_spent,
+            order_id=order.pk,
+            reference=event.reference,
+            occurred_at=occurred_at,
+        )
+    elif event.type != PURCHASE:
+        growth_for_event(
+            member=member, event_type=event.type, reference=event.reference, occurred_at=occurred_at
+        )
+    own = [a for a in awards if a.member is None]
+    event.points_awarded = sum(a.points for a in own)
+    event.points_pending = sum(a.points for a in own if a.available_at > now)
+    event.outcome = Event.Outcome.AWARDED if event.points_awarded else Event.Outcome.NO_POINTS
+    event.rules_applied = _rules_applied(awards)
+    event.save(update_fields=["points_awarded", "points_pending", "outcome", "rules_applied"])
+    hold.status = HeldEvent.Status.APPROVED
+    hold.reviewer = reviewer
+    hold.decided_at = now
+    hold.save(update_fields=["status", "reviewer", "decided_at"])
+    return True
+
+
+@transaction.atomic
+def reject_held_event(*, hold_id: int, reviewer, reason: str) -> bool:
+    """Refuse a held event its points, with the reviewer's reason; the event stays, held and
+    with no points. Returns False, doing nothing, when it was already decided."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise HeldEventNotApprovable(_("A rejection needs a reason."))
+    hold = _lock_pending_hold(hold_id)
+    if hold is None:
+        return False
+    hold.status = HeldEvent.Status.REJECTED
+    hold.reviewer = reviewer
+    hold.decided_at = timezone.now()
+    hold.decision_reason = reason
+    hold.save(update_fields=["status", "reviewer", "decided_at", "decision_reason"])
+    # The event keeps its outcome `held` (the decision is on the HeldEvent): replays
+    # (campaigns.simulation) skip it like any held event, rather than count it as issuing 0.
+    return True
 
 
 @transaction.atomic(savepoint=False)

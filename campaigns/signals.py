@@ -21,6 +21,7 @@ from campaigns.models import (
     ExperimentArm,
     MemberTask,
     ReferralSettings,
+    RiskLimits,
     RuleRate,
 )
 
@@ -34,6 +35,7 @@ RULEBOOK_MODELS = (
     ExperimentArm,
     MemberTask,
     ReferralSettings,
+    RiskLimits,
     RuleRate,
 )
 

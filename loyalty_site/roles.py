@@ -138,7 +138,11 @@ RISK_REVIEWER = Role(
         *perms("campaigns.event", VIEW),
         # Freezing and unfreezing a member are change actions on the member.
         *perms("members.member", CHANGE),
-        # The review queue of held events comes with risk control: add its model here.
+        # The review queue of events held by risk limits: approve or reject with a reason.
+        "campaigns.review_event",
+        *perms("campaigns.heldevent", VIEW),
+        *perms("campaigns.risklimits", VIEW),
+        *perms("points.issuancefreeze", VIEW),
     ),
 )
 

@@ -35,6 +35,7 @@ from points.models import (
     Conversion,
     Entry,
     ExchangePartner,
+    IssuanceFreeze,
     Lot,
     Order,
     OutboxEvent,
@@ -784,6 +785,67 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
                 messages.WARNING,
             )
         return None
+
+
+# --- Issuance freeze (docs/adr/0018) -------------------------------------------------------------
+class IssuanceFreezeForm(forms.ModelForm):
+    class Meta:
+        model = IssuanceFreeze
+        fields = ["reason", "ends_at"]
+
+    def clean_reason(self) -> str:
+        reason = (self.cleaned_data.get("reason") or "").strip()
+        if not reason:
+            raise forms.ValidationError(_("A freeze needs a reason."))
+        return reason
+
+    def clean_ends_at(self):
+        ends_at = self.cleaned_data.get("ends_at")
+        if ends_at is not None and ends_at <= timezone.now():
+            raise forms.ValidationError(_("The automatic end must be in the future."))
+        return ends_at
+
+
+@admin.register(IssuanceFreeze)
+class IssuanceFreezeAdmin(admin.ModelAdmin):
+    """The programme-wide switch: adding a freeze stops all issuance at once (the service),
+    the "lift" action resumes it; every freeze stays listed, with who set and lifted it."""
+
+    form = IssuanceFreezeForm
+    list_display = ["started_at", "started_by", "reason", "ends_at", "lifted_at", "lifted_by"]
+    list_select_related = ["started_by", "lifted_by"]
+    actions = ["lift_freeze"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The lift action needs it on the list; a freeze itself is never edited.
+        return obj is None and request.user.has_perm("points.change_issuancefreeze")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["reason", "started_at", "started_by", "ends_at", "lifted_at", "lifted_by"]
+
+    def get_fields(self, request, obj=None):
+        return ["reason", "ends_at"] if obj is None else self.get_readonly_fields(request, obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        freeze = services.freeze_issuance(
+            reason=form.cleaned_data["reason"],
+            ends_at=form.cleaned_data["ends_at"],
+            operator=request.user,
+        )
+        obj.pk, obj.started_at, obj.started_by = freeze.pk, freeze.started_at, freeze.started_by
+
+    @admin.action(description=_("Lift the freeze (resume issuance)"), permissions=["change"])
+    def lift_freeze(self, request, queryset):
+        lifted = services.lift_issuance_freeze(operator=request.user)
+        if lifted:
+            self.message_user(request, gettext("Issuance resumed."), messages.SUCCESS)
+        else:
+            self.message_user(request, gettext("No freeze was in force."), messages.WARNING)
 
 
 # Maker-checker and bulk grants register their pages from their own module (docs/adr/0013).

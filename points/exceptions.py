@@ -123,3 +123,12 @@ class SettlementRefused(PointsError):
     code = "validation_error"
     status = 422
     default_message = _("This settlement month cannot be closed.")
+
+
+# --- Issuance freeze (docs/adr/0018) -------------------------------------------------------------
+class IssuanceFrozen(PointsError):
+    """The programme's issuance is frozen: no points are credited; nothing was written."""
+
+    code = "issuance_frozen"
+    status = 422
+    default_message = _("Points issuance is frozen for the programme; nothing was awarded.")

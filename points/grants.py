@@ -43,6 +43,7 @@ from points.exceptions import (
     InsufficientPoints,
     InvalidLedgerRequest,
     InvalidPoints,
+    IssuanceFrozen,
     OwnRequestApproval,
 )
 from points.models import AdjustmentRequest, ApprovalSettings, BulkGrant, BulkGrantRow, Entry
@@ -305,6 +306,8 @@ def _grant_row(*, grant: BulkGrant, row_id: int, member: Member | None) -> str |
                     )
             except InsufficientPoints as error:
                 skip_reason, detail = BulkGrantRow.SkipReason.INSUFFICIENT_POINTS, error.message
+            except IssuanceFrozen:
+                raise  # not this row's fault: the run stops, the row stays pending for Resume
             except LoyaltyError as error:
                 skip_reason, detail = BulkGrantRow.SkipReason.REFUSED, error.message
         row.processed_at = timezone.now()
@@ -363,6 +366,8 @@ def run_bulk_grant(
         )
         if not chunk:
             break
+        # A freeze stops the run between chunks (rows stay pending; "Resume" after the freeze).
+        services.ensure_issuance_open()
         members = {
             member.external_id: member
             for member in Member.objects.filter(external_id__in={row[2] for row in chunk})

@@ -1488,3 +1488,62 @@ class ReportExport(models.Model):
         if self.state == self.State.DONE:
             return 100
         return int(100 * self.progress_done / self.progress_total) if self.progress_total else 0
+
+
+# --- Issuance freeze (docs/adr/0018) -------------------------------------------------------------
+class IssuanceFreeze(models.Model):
+    """One programme-wide stop of points issuance, kept for the record (never deleted).
+
+    A freeze is in force from `started_at` until it is lifted or `ends_at` passes, whichever
+    comes first; the earn statement's guard reads this table (points.services._credit_sql), so
+    a freeze applies to every process at once.
+    """
+
+    reason = models.TextField(_("reason"))
+    started_at = models.DateTimeField(_("frozen at"), db_default=Now())
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("frozen by"),
+    )
+    ends_at = models.DateTimeField(
+        _("ends automatically at"),
+        null=True,
+        blank=True,
+        help_text=_("Optional: issuance resumes by itself at this moment."),
+    )
+    lifted_at = models.DateTimeField(_("lifted at"), null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("lifted by"),
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = _("issuance freeze")
+        verbose_name_plural = _("issuance freezes")
+        indexes = [
+            # The earn guard looks only at freezes not lifted yet: a handful of rows at most.
+            models.Index(
+                fields=["ends_at"],
+                condition=models.Q(lifted_at__isnull=True),
+                name="issuancefreeze_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(_("Issuance freeze of %(moment)s") % {"moment": self.started_at})
+
+    def in_force(self, now) -> bool:
+        return (
+            self.lifted_at is None
+            and self.started_at <= now
+            and (self.ends_at is None or self.ends_at > now)
+        )

@@ -34,7 +34,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -52,6 +52,7 @@ from points.exceptions import (
     InvalidLedgerRequest,
     InvalidPoints,
     InvalidTransfer,
+    IssuanceFrozen,
     LedgerInconsistent,
     OrderNotFound,
     ReferenceOfAnotherMember,
@@ -64,6 +65,7 @@ from points.models import (
     Conversion,
     Entry,
     ExchangePartner,
+    IssuanceFreeze,
     Lot,
     Order,
     OutboxEvent,
@@ -233,6 +235,79 @@ def sync_credit_limits() -> int:
         return cursor.rowcount
 
 
+# --- Issuance freeze (docs/adr/0018) ------------------------------------------------------------
+# The credit statement's guard is what enforces a freeze, in every process at once. The copy
+# kept here answers early (before any work) on request paths and may lag a freeze set in
+# another process by at most PROGRAMME_CACHE_SECONDS; this process's own changes apply at once.
+_freeze_cache: tuple[float, IssuanceFreeze | None] | None = None
+
+
+def _open_freeze() -> IssuanceFreeze | None:
+    """The freeze that ends last among those not lifted (an expired one is harmless)."""
+    return (
+        IssuanceFreeze.objects.filter(lifted_at__isnull=True)
+        .select_related("started_by")
+        .order_by(F("ends_at").desc(nulls_first=True), "-started_at")
+        .first()
+    )
+
+
+def issuance_freeze(*, fresh: bool = False) -> IssuanceFreeze | None:
+    """The issuance freeze in force now, or None. Cached per process (see above) unless
+    `fresh`."""
+    global _freeze_cache
+    max_age = getattr(settings, "PROGRAMME_CACHE_SECONDS", 5)
+    if fresh or _freeze_cache is None or time.monotonic() - _freeze_cache[0] > max_age:
+        _freeze_cache = (time.monotonic(), _open_freeze())
+    freeze = _freeze_cache[1]
+    return freeze if freeze is not None and freeze.in_force(timezone.now()) else None
+
+
+def _frozen(freeze: IssuanceFreeze) -> IssuanceFrozen:
+    # Partners learn when issuance resumes (if known); the operator's reason stays in admin.
+    return IssuanceFrozen(**({"ends_at": _iso(freeze.ends_at)} if freeze.ends_at else {}))
+
+
+def ensure_issuance_open(*, fresh: bool = True) -> None:
+    """Raise `IssuanceFrozen` when a freeze is in force: the check every path that issues
+    points makes before it does any work (rule-driven events, bulk grants, conversions in).
+
+    `fresh=False` reads this process's cached copy (the hot path: no query); the credit
+    statement's guard then refuses anything a stale copy let through.
+    """
+    freeze = issuance_freeze(fresh=fresh)
+    if freeze is not None:
+        raise _frozen(freeze)
+
+
+@transaction.atomic
+def freeze_issuance(*, reason: str, operator, ends_at: datetime | None = None) -> IssuanceFreeze:
+    """Stop all issuance of points now, until lifted or until `ends_at`. A freeze already
+    in force is lifted by the new one (one freeze in force at a time); nothing is deleted."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidLedgerRequest(_("A freeze needs a reason."))
+    now = timezone.now()
+    if ends_at is not None and ends_at <= now:
+        raise InvalidLedgerRequest(_("The automatic end must be in the future."))
+    IssuanceFreeze.objects.filter(lifted_at__isnull=True).update(lifted_at=now, lifted_by=operator)
+    # started_at is the database's clock (db_default), the one the earn guard compares with.
+    freeze = IssuanceFreeze.objects.create(reason=reason, started_by=operator, ends_at=ends_at)
+    transaction.on_commit(lambda: issuance_freeze(fresh=True))
+    return freeze
+
+
+@transaction.atomic
+def lift_issuance_freeze(*, operator) -> int:
+    """Resume issuance now: every freeze not lifted yet is marked lifted by `operator`
+    (kept for the record). Returns how many were lifted."""
+    lifted = IssuanceFreeze.objects.filter(lifted_at__isnull=True).update(
+        lifted_at=timezone.now(), lifted_by=operator
+    )
+    transaction.on_commit(lambda: issuance_freeze(fresh=True))
+    return lifted
+
+
 # --- Small helpers -----------------------------------------------------------------------------
 def _validate_points(points, *, signed: bool = False) -> None:
     if isinstance(points, bool) or not isinstance(points, int):
@@ -368,7 +443,13 @@ WITH guard AS (
        AND s.expiry_policy = %(policy)s AND s.expiry_period = %(period)s
        AND s.time_zone = %(time_zone)s AND s.pending_days = %(pending_days)s
        AND EXISTS (SELECT 1 FROM members_member m WHERE m.id = %(member_id)s
-                      AND m.status = ANY(%(statuses)s::text[])){guard}
+                      AND m.status = ANY(%(statuses)s::text[]))
+       -- An issuance freeze in force refuses every credit that issues points (docs/adr/0018);
+       -- statement time, the clock its started_at was written with (not the transaction's).
+       AND NOT (%(issuance)s::boolean AND EXISTS (
+           SELECT 1 FROM points_issuancefreeze f
+            WHERE f.lifted_at IS NULL AND f.started_at <= statement_timestamp()
+              AND (f.ends_at IS NULL OR f.ends_at > statement_timestamp()))){guard}
 ),
 acct AS (
     INSERT INTO points_account AS a (member_id, available, pending, lifetime_earned,
@@ -515,6 +596,7 @@ def _raise_why_credit_was_refused(
     partner_id: int | None,
     reference: str | None,
     order: Order | None,
+    issuance: bool = False,
 ) -> None:
     """The guard of the credit statement refused: raise the domain error that explains it."""
     status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
@@ -524,6 +606,10 @@ def _raise_why_credit_was_refused(
         if status == Member.Status.CLOSED:
             raise MemberClosed(member=member.external_id)
         raise MemberFrozen(member=member.external_id)
+    if issuance:
+        freeze = issuance_freeze(fresh=True)
+        if freeze is not None:
+            raise _frozen(freeze)
     if order is not None:
         partner_id, reference = order.partner_id, order.reference
     if reference is not None:
@@ -561,13 +647,16 @@ def _credit(
     purchase: dict | None = None,
     order: Order | None = None,
     expiry_given: bool = False,
+    issuance: bool = True,
 ) -> tuple[EarnResult | None, Order | None]:
     """Credit `points` (may be 0 for a purchase that earns nothing) as a new lot, in ONE
     statement that either writes everything or nothing (safe in autocommit).
 
     With `purchase` (amount, currency, paid_with_points) the statement writes the Order row;
     with `order` it makes the new entry that order's earn. With `expiry_given` the lot expires
-    at `expires_at` as given, None meaning never. Returns (EarnResult, Order).
+    at `expires_at` as given, None meaning never. With `issuance` (new points enter the
+    programme: everything but a transfer) an issuance freeze in force refuses it
+    (`IssuanceFrozen`). Returns (EarnResult, Order).
     """
     now = timezone.now()
     earned_at = occurred_at or now
@@ -592,6 +681,7 @@ def _credit(
             "pending_days": programme.pending_days,
             "member_id": member.pk,
             "statuses": statuses,
+            "issuance": issuance,
             "available_delta": 0 if pending else points,
             "pending_delta": points if pending else 0,
             "earned": points if kind == Kind.EARN else 0,
@@ -644,6 +734,7 @@ def _credit(
                 partner_id=partner_id,
                 reference=reference if purchase is not None else None,
                 order=order,
+                issuance=issuance,
             )
             _programme(fresh=True)
             continue
@@ -1987,6 +2078,7 @@ def transfer_points(
             source_id=transfer.pk,
             expires_at=expires_at,
             expiry_given=True,
+            issuance=False,  # a transfer moves points that exist: a freeze lets it through
         )
     except LoyaltyError:
         _doom_transaction()  # the sender's side is already written
@@ -2069,6 +2161,8 @@ def convert_points(
     programme = _programme()
     partner_id = partner.pk if partner else None
     going_out = direction == Conversion.Direction.OUT
+    if not going_out:
+        ensure_issuance_open()  # points converted in are new points (docs/adr/0018)
     account = _lock_account_for(member)
     _ensure_member_may_use_points(account.member)
     if going_out and account.available < points:

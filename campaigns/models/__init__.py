@@ -19,6 +19,7 @@ from campaigns.models.reminders import (
     ReminderDelivery,
     ReminderSettings,
 )
+from campaigns.models.risk import DeviceReward, HeldEvent, RiskLimits
 from campaigns.models.rules import (
     PURCHASE,
     Campaign,
@@ -67,3 +68,4 @@ __all__ += [
     "HealthSettings",
     "HealthThreshold",
 ]
+__all__ += ["DeviceReward", "HeldEvent", "RiskLimits"]
