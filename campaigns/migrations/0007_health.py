@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('day', models.DateField(verbose_name='day')),
-                ('metric', models.CharField(choices=[('outstanding_points', 'outstanding points'), ('outstanding_per_member', 'outstanding points per member'), ('points_used_wow_change', 'points used, week-on-week change %'), ('redemption_rate', 'redemption rate % (week)'), ('breakage', 'breakage % (expired / issued, 365 days)'), ('cost_vs_budget', 'cost of points issued, % of budget (month to date)'), ('cost_to_member_value', 'issuance cost / member spend (30 days)'), ('inactive_30d_share', 'members inactive 30 days %')], max_length=32, verbose_name='metric')),
+                ('metric', models.CharField(choices=[('outstanding_points', 'outstanding points'), ('outstanding_per_member', 'outstanding points per member'), ('points_used_wow_change', 'points used, week-on-week change %'), ('redemption_rate', 'redemption rate % (week)'), ('breakage', 'breakage % (expired / issued, 365 days)'), ('cost_vs_budget', 'cost of points issued vs budget % (month to date)'), ('cost_to_member_value', 'issuance cost / member spend (30 days)'), ('inactive_30d_share', 'members inactive 30 days %')], max_length=32, verbose_name='metric')),
                 ('value', models.DecimalField(blank=True, decimal_places=4, max_digits=20, null=True, verbose_name='value')),
             ],
             options={
@@ -74,7 +74,7 @@ class Migration(migrations.Migration):
             name='HealthThreshold',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('metric', models.CharField(choices=[('outstanding_points', 'outstanding points'), ('outstanding_per_member', 'outstanding points per member'), ('points_used_wow_change', 'points used, week-on-week change %'), ('redemption_rate', 'redemption rate % (week)'), ('breakage', 'breakage % (expired / issued, 365 days)'), ('cost_vs_budget', 'cost of points issued, % of budget (month to date)'), ('cost_to_member_value', 'issuance cost / member spend (30 days)'), ('inactive_30d_share', 'members inactive 30 days %')], max_length=32, unique=True, verbose_name='metric')),
+                ('metric', models.CharField(choices=[('outstanding_points', 'outstanding points'), ('outstanding_per_member', 'outstanding points per member'), ('points_used_wow_change', 'points used, week-on-week change %'), ('redemption_rate', 'redemption rate % (week)'), ('breakage', 'breakage % (expired / issued, 365 days)'), ('cost_vs_budget', 'cost of points issued vs budget % (month to date)'), ('cost_to_member_value', 'issuance cost / member spend (30 days)'), ('inactive_30d_share', 'members inactive 30 days %')], max_length=32, unique=True, verbose_name='metric')),
                 ('lower', models.DecimalField(blank=True, decimal_places=4, max_digits=20, null=True, verbose_name='alert below')),
                 ('upper', models.DecimalField(blank=True, decimal_places=4, max_digits=20, null=True, verbose_name='alert above')),
                 ('weeks_running', models.PositiveSmallIntegerField(default=1, help_text='Alert only when crossed this many weeks in a row (1 = on the day).', validators=[django.core.validators.MinValueValidator(1)], verbose_name='weeks running')),
@@ -129,7 +129,7 @@ class Migration(migrations.Migration):
             name='HealthAlert',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('metric', models.CharField(choices=[('outstanding_points', 'outstanding points'), ('outstanding_per_member', 'outstanding points per member'), ('points_used_wow_change', 'points used, week-on-week change %'), ('redemption_rate', 'redemption rate % (week)'), ('breakage', 'breakage % (expired / issued, 365 days)'), ('cost_vs_budget', 'cost of points issued, % of budget (month to date)'), ('cost_to_member_value', 'issuance cost / member spend (30 days)'), ('inactive_30d_share', 'members inactive 30 days %')], max_length=32, verbose_name='metric')),
+                ('metric', models.CharField(choices=[('outstanding_points', 'outstanding points'), ('outstanding_per_member', 'outstanding points per member'), ('points_used_wow_change', 'points used, week-on-week change %'), ('redemption_rate', 'redemption rate % (week)'), ('breakage', 'breakage % (expired / issued, 365 days)'), ('cost_vs_budget', 'cost of points issued vs budget % (month to date)'), ('cost_to_member_value', 'issuance cost / member spend (30 days)'), ('inactive_30d_share', 'members inactive 30 days %')], max_length=32, verbose_name='metric')),
                 ('day', models.DateField(verbose_name='day')),
                 ('value', models.DecimalField(decimal_places=4, max_digits=20, verbose_name='value')),
                 ('lower', models.DecimalField(blank=True, decimal_places=4, max_digits=20, null=True, verbose_name='alert below')),

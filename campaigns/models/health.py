@@ -19,7 +19,7 @@ class HealthMetric(models.TextChoices):
     POINTS_USED_WOW_CHANGE = "points_used_wow_change", _("points used, week-on-week change %")
     REDEMPTION_RATE = "redemption_rate", _("redemption rate % (week)")
     BREAKAGE = "breakage", _("breakage % (expired / issued, 365 days)")
-    COST_VS_BUDGET = "cost_vs_budget", _("cost of points issued, % of budget (month to date)")
+    COST_VS_BUDGET = "cost_vs_budget", _("cost of points issued vs budget % (month to date)")
     COST_TO_MEMBER_VALUE = "cost_to_member_value", _("issuance cost / member spend (30 days)")
     INACTIVE_30D_SHARE = "inactive_30d_share", _("members inactive 30 days %")
 
