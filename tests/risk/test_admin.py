@@ -120,7 +120,7 @@ def reviewer_client(reviewer) -> Client:
 
 
 def test_the_queue_shows_why_each_event_was_held_and_filters_by_reason(reviewer_client, held):
-    response = reviewer_client.get(reverse(QUEUE))
+    response = reviewer_client.get(reverse(QUEUE), HTTP_ACCEPT_LANGUAGE="en")
     page = response.content.decode()
 
     assert response.status_code == 200
