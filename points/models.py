@@ -419,6 +419,12 @@ class Lot(models.Model):
                 condition=models.Q(state="pending"),
                 name="lot_release_scan_idx",
             ),
+            # An account's pending lots, for the release job's chunk (docs/scaling.md).
+            models.Index(
+                fields=["account", "available_at"],
+                condition=models.Q(state="pending"),
+                name="lot_pending_account_idx",
+            ),
             # The admin's filters on millions of lots (docs/adr/0017).
             models.Index(fields=["state", "-id"], name="lot_state_newest_idx"),
             models.Index(fields=["partner", "-id"], name="lot_partner_newest_idx"),

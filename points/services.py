@@ -1556,6 +1556,17 @@ def refund_order(
 # later pass), locks and changes ALL due lots of those accounts, and writes one entry per
 # account with its allocations, the account update and the outbox events. Nothing is loaded
 # into Python; a killed run leaves whole chunks done, and a re-run finds only what is left.
+#
+# Cost: O(rows the chunk touches), never O(chunk^2) nor O(all due lots) (docs/scaling.md).
+# - An account's due lots are read per locked account through an index on account_id
+#   (lot_fifo_idx, lot_pending_account_idx) in a LATERAL subquery; its FOR UPDATE keeps
+#   PostgreSQL from flattening it into a join it could plan as "every due lot, per account".
+# - No step joins two CTEs: the planner cannot estimate a CTE's rows, and a nested loop over
+#   two CTE scans compares every row with every row. What a later step needs travels along
+#   instead: the account's balance, member and entry id ride on each of its lot rows, and the
+#   entry id is taken from the sequence once per locked account (`acct`), so the allocations
+#   and the outbox events never have to find their entry again (a gap in entry ids, for an
+#   account that gets no entry, is harmless).
 _EXPIRE_SQL = """
 WITH picked AS (
     SELECT l.account_id, l.expires_at, l.id
@@ -1567,52 +1578,58 @@ WITH picked AS (
 ),
 last_key AS (SELECT expires_at, id FROM picked ORDER BY expires_at DESC, id DESC LIMIT 1),
 acct AS (
-    SELECT a.id, a.available, m.external_id
+    SELECT a.id, a.available, m.external_id,
+           nextval(pg_get_serial_sequence('points_entry', 'id')) AS entry_id
       FROM points_account a JOIN members_member m ON m.id = a.member_id
      WHERE a.id IN (SELECT account_id FROM picked)
      ORDER BY a.id
        FOR UPDATE OF a {skip_locked}
 ),
 lots AS (
-    SELECT l.id, l.account_id, l.remaining
-      FROM points_lot l
-     WHERE l.account_id IN (SELECT id FROM acct)
-       AND l.state = 'active' AND l.remaining > 0 AND l.expires_at < %(as_of)s
-       FOR UPDATE OF l
+    SELECT a.id AS account_id, a.available, a.external_id, a.entry_id, l.id, l.remaining
+      FROM acct a
+     CROSS JOIN LATERAL (
+           SELECT l.id, l.remaining
+             FROM points_lot l
+            WHERE l.account_id = a.id
+              AND l.state = 'active' AND l.remaining > 0 AND l.expires_at < %(as_of)s
+              FOR UPDATE OF l
+           ) l
 ),
 per_account AS (
-    SELECT account_id, sum(remaining) AS points FROM lots GROUP BY account_id
+    SELECT account_id, available, external_id, entry_id, sum(remaining) AS points
+      FROM lots GROUP BY account_id, available, external_id, entry_id
 ),
 ent AS (
-    INSERT INTO points_entry (account_id, kind, amount, available_delta, pending_delta,
+    INSERT INTO points_entry (id, account_id, kind, amount, available_delta, pending_delta,
                               balance_after, source_type, source_id)
-    SELECT p.account_id, 'expire', -p.points, -p.points, 0, a.available - p.points,
+    SELECT p.entry_id, p.account_id, 'expire', -p.points, -p.points, 0, p.available - p.points,
            'expiry', %(as_of_text)s
-      FROM per_account p JOIN acct a ON a.id = p.account_id
-    RETURNING id, account_id, amount, balance_after
+      FROM per_account p
 ),
 expired AS (
     UPDATE points_lot l SET remaining = 0, state = 'expired'
       FROM lots WHERE l.id = lots.id
-    RETURNING l.id, l.account_id, lots.remaining AS points
+    RETURNING l.id, lots.remaining AS points
 ),
 alloc AS (
     INSERT INTO points_allocation (entry_id, lot_id, points)
-    SELECT e.id, x.id, -x.points FROM expired x JOIN ent e ON e.account_id = x.account_id
+    SELECT lots.entry_id, lots.id, -lots.remaining FROM lots
 ),
 accounts AS (
     UPDATE points_account a
-       SET available = a.available + e.amount,
-           lifetime_expired = a.lifetime_expired - e.amount,
+       SET available = a.available - p.points,
+           lifetime_expired = a.lifetime_expired + p.points,
            updated_at = now()
-      FROM ent e WHERE a.id = e.account_id
+      FROM per_account p WHERE a.id = p.account_id
 ),
 event AS (
     INSERT INTO points_outboxevent (type, account_id, member_external_id, payload)
-    SELECT 'points.expired', e.account_id, a.external_id,
-           jsonb_build_object('member', a.external_id, 'entry_id', e.id, 'points', -e.amount,
-                              'available', e.balance_after, 'as_of', %(as_of_text)s)
-      FROM ent e JOIN acct a ON a.id = e.account_id
+    SELECT 'points.expired', p.account_id, p.external_id,
+           jsonb_build_object('member', p.external_id, 'entry_id', p.entry_id,
+                              'points', p.points, 'available', p.available - p.points,
+                              'as_of', %(as_of_text)s)
+      FROM per_account p
 )
 SELECT (SELECT count(DISTINCT account_id) FROM picked), (SELECT count(*) FROM acct),
        (SELECT count(*) FROM expired), (SELECT COALESCE(sum(points), 0) FROM expired),
@@ -1630,41 +1647,48 @@ WITH picked AS (
 ),
 last_key AS (SELECT available_at, id FROM picked ORDER BY available_at DESC, id DESC LIMIT 1),
 acct AS (
-    SELECT a.id, a.available, m.external_id
+    SELECT a.id, a.available, m.external_id,
+           nextval(pg_get_serial_sequence('points_entry', 'id')) AS entry_id
       FROM points_account a JOIN members_member m ON m.id = a.member_id
      WHERE a.id IN (SELECT account_id FROM picked)
      ORDER BY a.id
        FOR UPDATE OF a {skip_locked}
 ),
 lots AS (
-    SELECT l.id, l.account_id, l.remaining, l.expires_at
-      FROM points_lot l
-     WHERE l.account_id IN (SELECT id FROM acct)
-       AND l.state = 'pending' AND l.available_at <= %(as_of)s
-       FOR UPDATE OF l
-),
-per_account AS (
-    SELECT p.account_id, p.points, a.available, a.external_id,
-           LEAST(p.points, GREATEST(-a.available, 0)) AS debt_paid
-      FROM (SELECT account_id, sum(remaining) AS points FROM lots GROUP BY account_id) p
-      JOIN acct a ON a.id = p.account_id
+    SELECT a.id AS account_id, a.available, a.external_id, a.entry_id,
+           l.id, l.remaining, l.expires_at
+      FROM acct a
+     CROSS JOIN LATERAL (
+           SELECT l.id, l.remaining, l.expires_at
+             FROM points_lot l
+            WHERE l.account_id = a.id
+              AND l.state = 'pending' AND l.available_at <= %(as_of)s
+              FOR UPDATE OF l
+           ) l
 ),
 settle AS (
-    -- A negative balance is paid first from the released lots, in spending order.
-    SELECT l.id, l.account_id,
-           LEAST(l.remaining,
-                 GREATEST(p.debt_paid - (sum(l.remaining) OVER w - l.remaining), 0)) AS paid
-      FROM lots l JOIN per_account p ON p.account_id = l.account_id
-    WINDOW w AS (PARTITION BY l.account_id ORDER BY l.expires_at ASC NULLS LAST, l.id
+    -- A negative balance is paid first from the released lots, in spending order: each lot
+    -- pays what is left of the debt after the lots before it (capped at what it holds).
+    SELECT id, entry_id,
+           LEAST(remaining,
+                 GREATEST(GREATEST(-available, 0) - (sum(remaining) OVER w - remaining), 0))
+               AS paid
+      FROM lots
+    WINDOW w AS (PARTITION BY account_id ORDER BY expires_at ASC NULLS LAST, id
                  ROWS UNBOUNDED PRECEDING)
 ),
+per_account AS (
+    SELECT account_id, available, external_id, entry_id, sum(remaining) AS points
+      FROM lots GROUP BY account_id, available, external_id, entry_id
+),
 ent AS (
-    INSERT INTO points_entry (account_id, kind, amount, available_delta, pending_delta,
+    -- A lot refunded to nothing is released without an entry.
+    INSERT INTO points_entry (id, account_id, kind, amount, available_delta, pending_delta,
                               balance_after, source_type, source_id)
-    SELECT p.account_id, 'release', 0, p.points, -p.points, p.available + p.points,
+    SELECT p.entry_id, p.account_id, 'release', 0, p.points, -p.points, p.available + p.points,
            'release', %(as_of_text)s
       FROM per_account p WHERE p.points > 0
-    RETURNING id, account_id, available_delta, balance_after
+    RETURNING available_delta
 ),
 released AS (
     UPDATE points_lot l SET state = 'active', remaining = l.remaining - s.paid
@@ -1673,23 +1697,22 @@ released AS (
 ),
 alloc AS (
     INSERT INTO points_allocation (entry_id, lot_id, points)
-    SELECT e.id, s.id, -s.paid FROM settle s JOIN ent e ON e.account_id = s.account_id
-     WHERE s.paid > 0
+    SELECT s.entry_id, s.id, -s.paid FROM settle s WHERE s.paid > 0
 ),
 accounts AS (
     UPDATE points_account a
-       SET available = a.available + e.available_delta,
-           pending = a.pending - e.available_delta,
+       SET available = a.available + p.points,
+           pending = a.pending - p.points,
            updated_at = now()
-      FROM ent e WHERE a.id = e.account_id
+      FROM per_account p WHERE a.id = p.account_id AND p.points > 0
 ),
 event AS (
     INSERT INTO points_outboxevent (type, account_id, member_external_id, payload)
-    SELECT 'points.released', e.account_id, a.external_id,
-           jsonb_build_object('member', a.external_id, 'entry_id', e.id,
-                              'points', e.available_delta, 'available', e.balance_after,
+    SELECT 'points.released', p.account_id, p.external_id,
+           jsonb_build_object('member', p.external_id, 'entry_id', p.entry_id,
+                              'points', p.points, 'available', p.available + p.points,
                               'as_of', %(as_of_text)s)
-      FROM ent e JOIN acct a ON a.id = e.account_id
+      FROM per_account p WHERE p.points > 0
 )
 SELECT (SELECT count(DISTINCT account_id) FROM picked), (SELECT count(*) FROM acct),
        (SELECT count(*) FROM released), (SELECT COALESCE(sum(available_delta), 0) FROM ent),
