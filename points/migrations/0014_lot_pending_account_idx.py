@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("points", "0011_admin_filter_indexes"),
+        ("points", "0013_issuance_freeze"),
     ]
 
     operations = [
