@@ -394,6 +394,58 @@ class Command(BaseCommand):
         self.ensure_admin()
         self.ensure_demo_partner()
         self.ensure_members(count=members, seed=seed)
+        self.ensure_demo_programme()
+
+    def ensure_demo_programme(self) -> None:
+        """A few rules, a campaign, a task and check-in rewards to try the rule engine with;
+        only ever added (an operator's changes to them are left alone)."""
+        from campaigns.models import Campaign, CheckInReward, EarningRule, MemberTask
+
+        EarningRule.objects.get_or_create(
+            code="daily-check-in",
+            defaults={
+                "name": "每日签到 / Daily check-in",
+                "event_type": "check_in",
+                "status": EarningRule.Status.ACTIVE,
+                "fixed_points": 5,
+            },
+        )
+        EarningRule.objects.get_or_create(
+            code="review",
+            defaults={
+                "name": "评价有礼 / Points for a review",
+                "event_type": "review",
+                "status": EarningRule.Status.ACTIVE,
+                "fixed_points": 20,
+                "cap_per_day": 40,
+            },
+        )
+        CheckInReward.objects.get_or_create(streak_day=7, defaults={"points": 50})
+        MemberTask.objects.get_or_create(
+            code="first-three-check-ins",
+            defaults={
+                "name": "新人任务：签到 3 次 / Newcomer: check in 3 times",
+                "kind": MemberTask.Kind.NEWCOMER,
+                "event_type": "check_in",
+                "required_count": 3,
+                "within_days": 7,
+                "reward_points": 30,
+            },
+        )
+        if not Campaign.objects.filter(code="double-tuesday").exists():
+            Campaign.objects.create(
+                code="double-tuesday",
+                name="周二双倍积分 / Double points Tuesday",
+                status=Campaign.Status.ACTIVE,
+                starts_at=timezone.now(),
+                recurrence=Campaign.Recurrence.WEEKLY,
+                weekdays=[2],
+                multiplier=2,
+                budget_points=100_000,
+            )
+            from campaigns.scheduling import sync_campaign_schedule
+
+            sync_campaign_schedule(campaign=Campaign.objects.get(code="double-tuesday"))
 
     def ensure_admin(self) -> None:
         user_model = get_user_model()
