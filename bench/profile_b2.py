@@ -98,14 +98,14 @@ def main() -> None:
     # The machine is shared: the least CPU per request over several rounds is the figure that
     # other processes disturb least.
     rounds = []
-    seq = 1000
+    first = 1000
     for _round in range(args.rounds):
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        for seq in range(seq, seq + args.requests):
+        for seq in range(first, first + args.requests):
             call(seq)
-        seq += 1
+        first += args.requests
         if profiler:
             profiler.disable()
         rounds.append((time.process_time() - cpu, time.perf_counter() - wall))
