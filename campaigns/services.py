@@ -35,6 +35,7 @@ from members.services import (
 from points.models import Order, Partner
 from points.services import (
     RefundResult,
+    _statement_cursor,
     earn,
     lock_member_accounts,
     programme_settings,
@@ -651,7 +652,8 @@ def _insert_event(**values) -> Event:
         if field.is_relation:
             value = value.pk
         params.append(field.get_db_prep_save(value, connection))
-    with connection.cursor() as cursor:
+    # A prepared statement of the connection, like the ledger's: planned once per connection.
+    with _statement_cursor() as cursor:
         cursor.execute(_EVENT_INSERT_SQL, params)
         event_id, received_at = cursor.fetchone()
     event = Event(pk=event_id, received_at=received_at, **values)
