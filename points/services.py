@@ -464,8 +464,17 @@ SELECT {", ".join(selected)}
     return sql
 
 
+def _compact(sql: str) -> str:
+    """The statement without indentation and comment-only lines: psycopg caches the parsing of
+    a query's placeholders only up to MAX_CACHED_STATEMENT_LENGTH (4,096) characters and parses
+    a longer one again on every call (docs/adr/0019). Lines stay lines, so nothing else moves."""
+    lines = (line.strip() for line in sql.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--"))
+
+
 _CREDIT_SQL = {
-    mode: _credit_sql(mode) for mode in (EARN, EARN_FOR_ORDER, PURCHASE, PURCHASE_WITHOUT_POINTS)
+    mode: _compact(_credit_sql(mode))
+    for mode in (EARN, EARN_FOR_ORDER, PURCHASE, PURCHASE_WITHOUT_POINTS)
 }
 
 
