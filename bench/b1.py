@@ -12,7 +12,7 @@ import random
 import time
 from multiprocessing import get_context
 
-from bench.common import emit, log, setup
+from bench.common import create_rulebook, emit, log, setup
 from bench.harness import Row, run_pgbench
 
 WORKERS = 8
@@ -71,6 +71,7 @@ def main() -> None:
 
     Partner.objects.get_or_create(name="Bench POS")
     block = create_members(sizes["b1_members"], prefix="b1", progress=log)
+    create_rulebook()
     db = settings.DATABASES["default"]
     seconds = sizes["b1_seconds"]
     first, last = block.first_account_id, block.first_account_id + block.count - 1

@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 
 from bench.b1 import BASELINE_SCRIPT, WORKERS
-from bench.common import emit, log, setup
+from bench.common import create_rulebook, emit, log, setup
 from bench.harness import Row, http_load, run_pgbench
 from loyalty_site.embedded import free_port
 
@@ -87,6 +87,7 @@ def main() -> None:
     from loyalty_site.bulk_data import create_members
 
     block = create_members(sizes["b2_members"], prefix="b2", progress=log)
+    create_rulebook()
     _api_key, key = create_partner_key(partner_name="Bench POS", scopes=["events:write"])
     db = settings.DATABASES["default"]
     seconds = sizes["b2_seconds"]

@@ -43,6 +43,7 @@ from members.services import (
 from points.models import Entry, Order, Partner
 from points.services import (
     RefundResult,
+    _statement_cursor,
     earn,
     ensure_issuance_open,
     lock_member_accounts,
@@ -774,6 +775,55 @@ def _grant(
     return entries, order
 
 
+_EVENT_FIELDS = (
+    "partner",
+    "type",
+    "member",
+    "reference",
+    "occurred_at",
+    "payload",
+    "points_awarded",
+    "points_pending",
+    "outcome",
+    "rules_applied",
+    "context",
+)
+
+
+def _event_insert_sql() -> str:
+    fields = [Event._meta.get_field(name) for name in _EVENT_FIELDS]
+    qn = connection.ops.quote_name
+    return (
+        f"INSERT INTO {qn(Event._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))})"
+        f" RETURNING {qn(Event._meta.pk.column)}, {qn(Event._meta.get_field('received_at').column)}"
+    )
+
+
+_EVENT_INSERT_SQL = _event_insert_sql()
+
+
+def _insert_event(**values) -> Event:
+    """Event.objects.create(**values) without compiling an INSERT per event (the hot path,
+    docs/adr/0019): the same row, each value prepared by its model field as the ORM would, and
+    the same saved Event (received_at from the database's clock)."""
+    params = []
+    for name in _EVENT_FIELDS:
+        field = Event._meta.get_field(name)
+        value = values[name]
+        if field.is_relation:
+            value = value.pk
+        params.append(field.get_db_prep_save(value, connection))
+    # A prepared statement of the connection, like the ledger's: planned once per connection.
+    with _statement_cursor() as cursor:
+        cursor.execute(_EVENT_INSERT_SQL, params)
+        event_id, received_at = cursor.fetchone()
+    event = Event(pk=event_id, received_at=received_at, **values)
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
+
+
 @transaction.atomic(savepoint=False)
 def _record(*, book, facts, partner, member, data, programme, occurred_at, now) -> EventOutcome:
     state = _LiveState()
@@ -823,7 +873,7 @@ def _record(*, book, facts, partner, member, data, programme, occurred_at, now) 
             reference=data.reference,
             occurred_at=data.occurred_at,
         )
-    event = Event.objects.create(
+    event = _insert_event(
         partner=partner,
         type=data.type,
         member=member,

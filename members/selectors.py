@@ -15,12 +15,60 @@ from members.sql import SETTINGS_CTE, settings_params
 
 
 def member_by_external_id(*, external_id: str) -> Member:
-    """The member with this external id (tier loaded), or MemberNotFound (404 not_found)."""
-    try:
-        # get(), not first(): no ORDER BY on the hot path of every partner call.
-        return Member.objects.select_related("tier").get(external_id=external_id)
-    except Member.DoesNotExist:
-        raise MemberNotFound(external_id=external_id) from None
+    """The member with this external id (tier loaded), or MemberNotFound (404 not_found).
+
+    On the hot path of every partner call (POST /events): the same row and objects as
+    `select_related("tier").get(...)`, from one SQL string built once, so no query is compiled
+    per call (docs/adr/0019)."""
+    sql = _member_with_tier_sql()
+    if sql is None:
+        try:
+            # get(), not first(): no ORDER BY.
+            return Member.objects.select_related("tier").get(external_id=external_id)
+        except Member.DoesNotExist:
+            raise MemberNotFound(external_id=external_id) from None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [external_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise MemberNotFound(external_id=external_id)
+    member_fields, tier_fields = _MEMBER_ATTNAMES, _TIER_ATTNAMES
+    db = connection.alias
+    member = Member.from_db(db, member_fields, row[: len(member_fields)])
+    member.tier = Tier.from_db(db, tier_fields, row[len(member_fields) :])
+    return member
+
+
+_MEMBER_ATTNAMES = [field.attname for field in Member._meta.concrete_fields]
+_TIER_ATTNAMES = [field.attname for field in Tier._meta.concrete_fields]
+_member_sql: list[str | None] = []
+
+
+def _member_with_tier_sql() -> str | None:
+    """The lookup's SELECT, or None when a column needs a converter from the database value
+    (say a JSONField added later): then the ORM does the lookup, which applies it."""
+    if not _member_sql:
+        fields = [*Member._meta.concrete_fields, *Tier._meta.concrete_fields]
+        plain = not any(
+            field.get_db_converters(connection)
+            or connection.ops.get_db_converters(field.get_col(field.model._meta.db_table))
+            for field in fields
+        )
+        qn = connection.ops.quote_name
+        columns = [f"m.{qn(f.column)}" for f in Member._meta.concrete_fields] + [
+            f"t.{qn(f.column)}" for f in Tier._meta.concrete_fields
+        ]
+        tier_fk = Member._meta.get_field("tier")
+        # A member always has a tier (tier_id NOT NULL): an inner join loses no member.
+        plain = plain and not tier_fk.null
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {qn(Member._meta.db_table)} m"
+            f" JOIN {qn(Tier._meta.db_table)} t ON t.{qn(Tier._meta.pk.column)} ="
+            f" m.{qn(tier_fk.column)} WHERE m.{qn(Member._meta.get_field('external_id').column)}"
+            " = %s"
+        )
+        _member_sql.append(sql if plain else None)
+    return _member_sql[0]
 
 
 def member_search(*, queryset: QuerySet[Member], term: str) -> QuerySet[Member]:

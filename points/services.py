@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -545,8 +546,28 @@ SELECT {", ".join(selected)}
     return sql
 
 
+def _compact(sql: str) -> str:
+    """The statement without indentation and comment-only lines: psycopg caches the parsing of
+    a query's placeholders only up to MAX_CACHED_STATEMENT_LENGTH (4,096) characters and parses
+    a longer one again on every call (docs/adr/0019). Lines stay lines, so nothing else moves."""
+    lines = (line.strip() for line in sql.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--"))
+
+
+_PLACEHOLDER = re.compile(r"%\(([a-z_]+)\)s")
+
+
+def _short_placeholders(sql: str) -> tuple[str, dict[str, str]]:
+    """The statement with its named placeholders renamed p0, p1, ... and the renaming: the
+    purchase statement's 42 long names alone would take it past psycopg's cache limit."""
+    names = sorted(set(_PLACEHOLDER.findall(sql)))
+    renamed = {name: f"p{number}" for number, name in enumerate(names)}
+    return _PLACEHOLDER.sub(lambda match: f"%({renamed[match.group(1)]})s", sql), renamed
+
+
 _CREDIT_SQL = {
-    mode: _credit_sql(mode) for mode in (EARN, EARN_FOR_ORDER, PURCHASE, PURCHASE_WITHOUT_POINTS)
+    mode: _short_placeholders(_compact(_credit_sql(mode)))
+    for mode in (EARN, EARN_FOR_ORDER, PURCHASE, PURCHASE_WITHOUT_POINTS)
 }
 
 
@@ -718,7 +739,8 @@ def _credit(
             params.update(purchase)
         try:
             with _statement_cursor() as cursor:
-                cursor.execute(_CREDIT_SQL[mode], params)
+                sql, renamed = _CREDIT_SQL[mode]
+                cursor.execute(sql, {short: params[name] for name, short in renamed.items()})
                 row = cursor.fetchone()
         except DatabaseError as error:
             if _refusal(error) is None:

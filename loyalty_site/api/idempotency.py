@@ -161,16 +161,14 @@ def _claim(request: Request, partner_id: int, key: str, fingerprint: str) -> int
 def _store_success(request: Request, claimed_id: int, key: str, response: Response) -> None:
     """Fill the claimed record with the response and write the call's ApiCallRecord (the audit
     trail of writes that changed points or stock): one statement, no extra round trip."""
-    body = _rendered(response)
+    # The rendered JSON text goes to the jsonb column as it is (PostgreSQL parses it): the same
+    # stored value as parsing and dumping it again here, without that work per request.
+    body = None if response.data is None else JSONRenderer().render(response.data).decode()
     values = api_call_values(request, status_code=response.status_code, idempotency_key=key)
     with connection.cursor() as cursor:
         cursor.execute(
             _STORE_SUCCESS_SQL,
-            {
-                **values,
-                "claimed_id": claimed_id,
-                "response_body": None if body is None else json.dumps(body),
-            },
+            {**values, "claimed_id": claimed_id, "response_body": body},
         )
 
 

@@ -4,13 +4,19 @@ A fixed-window counter per API key in the shared cache (the Redis of the deploym
 web process counts together). One atomic INCR per request instead of DRF's SimpleRateThrottle,
 which reads and rewrites the whole request history of the key on every call. A client can send
 up to twice the rate across a window boundary; that is the usual price of a fixed window.
+
+On Redis the counter costs one round trip: a pipeline of SET NX EX (creates the window's key
+with its expiry, only once) and INCR, sent through a client kept for the process on the cache's
+own connection pool (Django's cache API would make two round trips and build a new client per
+call; docs/adr/0019). Other cache backends take the portable incr/add path.
 """
 
 from __future__ import annotations
 
 import time
 
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
@@ -45,12 +51,7 @@ class PartnerKeyRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         key = f"throttle:{self.scope}:{principal.key_prefix}:{period}:{window}"
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            # First request of the window. The key outlives its window, so it never expires
-            # between the existence check and the increment of a later request.
-            count = 1 if cache.add(key, 1, timeout=2 * period) else cache.incr(key)
+        count = _count(key, timeout=2 * period)
         if count <= limit:
             return True
         self._wait = (window + 1) * period - now
@@ -58,3 +59,39 @@ class PartnerKeyRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+
+_redis_clients: dict[int, tuple[RedisCache, object]] = {}
+
+
+def _redis_client(backend: RedisCache):
+    """A redis-py client on the cache's write connection pool, made once per cache object.
+
+    (redis-py pools notice a fork and reconnect, so a client made before gunicorn forks is safe.)
+    """
+    known = _redis_clients.get(id(backend))
+    if known is not None and known[0] is backend:
+        return known[1]
+    inner = backend._cache  # Django's RedisCacheClient: its pool and client class
+    client = inner._client(connection_pool=inner._get_connection_pool(write=True))
+    _redis_clients[id(backend)] = (backend, client)
+    return client
+
+
+def _count(key: str, *, timeout: int) -> int:
+    """Add one to the window's counter and return it. The key outlives its window (timeout is
+    twice the period), so it never expires between a request's check and its increment."""
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        full_key = cache.make_and_validate_key(key)
+        pipe = _redis_client(cache).pipeline(transaction=False)
+        # Stored as a plain integer, as Django's own incr() stores it.
+        pipe.set(full_key, 0, ex=timeout, nx=True)
+        pipe.incr(full_key)
+        _created, count = pipe.execute()
+        return count
+    try:
+        return cache.incr(key)
+    except ValueError:
+        # First request of the window.
+        return 1 if cache.add(key, 1, timeout=timeout) else cache.incr(key)

@@ -53,3 +53,28 @@ def test_requests_without_a_key_are_refused_before_counting(three_per_day, partn
     for _ in range(5):
         assert APIClient().get(URL).status_code == 401
     assert partner_api("members:read").get(URL).status_code == 404
+
+
+def test_the_window_counter_in_redis_expires_after_two_windows(three_per_day, partner_api):
+    # One pipeline creates the counter with its expiry and counts; a counter without expiry
+    # would live in Redis forever.
+    from loyalty_site.api.throttling import _redis_client
+
+    redis = _redis_client(caches["default"])
+    before = set(redis.keys("*throttle:partner_key:*"))
+    client = partner_api("members:read")
+    client.get(URL)
+    client.get(URL)
+
+    (key,) = set(redis.keys("*throttle:partner_key:*")) - before
+    assert int(redis.get(key)) == 2
+    assert 0 < redis.ttl(key) <= 2 * 86400
+
+
+def test_a_cache_other_than_redis_counts_too(three_per_day, partner_api, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    client = partner_api("members:read")
+
+    statuses = [client.get(URL).status_code for _ in range(4)]
+
+    assert statuses == [404, 404, 404, 429]
