@@ -10,7 +10,15 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from members.exceptions import MemberNotFound
-from members.models import InboxMessage, Member, Segment, SegmentMembership, SegmentSize, Tier
+from members.models import (
+    CheckIn,
+    InboxMessage,
+    Member,
+    Segment,
+    SegmentMembership,
+    SegmentSize,
+    Tier,
+)
 from members.sql import SETTINGS_CTE, settings_params
 
 
@@ -228,3 +236,18 @@ def member_inbox(*, member: Member, limit: int = 5) -> Inbox:
     )
     unread = InboxMessage.objects.filter(member_id=member.pk, read_at__isnull=True).count()
     return Inbox(messages=messages, unread=unread)
+
+
+def member_check_in_today(*, member: Member, today: date) -> dict:
+    """Whether the member checked in on `today` (a local date) and their current streak (today's,
+    or yesterday's while today's check-in is still open; 0 once a day was missed)."""
+    latest = (
+        CheckIn.objects.filter(member=member, day__gte=today - timedelta(days=1))
+        .order_by("-day")
+        .values_list("day", "streak")
+        .first()
+    )
+    if latest is None:
+        return {"done": False, "streak": 0}
+    day, streak = latest
+    return {"done": day == today, "streak": streak}

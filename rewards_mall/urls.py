@@ -19,4 +19,5 @@ urlpatterns = [
     path("redemptions/<int:pk>/cancel/", views.redemption_cancel, name="redemption-cancel"),
     path("history/", views.history, name="history"),
     path("inbox/read/", views.inbox_read, name="inbox-read"),
+    path("check-in/", views.check_in, name="check-in"),
 ]

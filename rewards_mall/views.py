@@ -14,19 +14,24 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from campaigns.services import EventInput, record_event
 from loyalty_site.exceptions import LoyaltyError
 from members.models import Member
-from members.selectors import member_inbox
+from members.selectors import member_check_in_today, member_inbox
 from members.services import mark_inbox_read
+from points.models import Partner
 from points.selectors import member_ledger, member_points_summary
+from points.services import programme_settings
 from rewards_mall.exceptions import InvalidMallLink, RedemptionNotFound, TooManyLoginAttempts
 from rewards_mall.forms import MallLoginForm, RedeemForm
 from rewards_mall.models import Redemption, Reward
@@ -157,9 +162,45 @@ def home(request: HttpRequest) -> HttpResponse:
             "featured": [o for o in offers if o.reward.is_featured][:FEATURED_ON_HOME],
             "recent": member_redemptions(member=member)[:3],
             "inbox": member_inbox(member=member, limit=INBOX_ON_HOME),
+            "check_in": member_check_in_today(member=member, today=_programme_today()),
             "nav": "home",
         },
     )
+
+
+def _programme_today():
+    return timezone.now().astimezone(programme_settings().zone).date()
+
+
+# Check-ins made on the mall pages are events of this partner (a system, not a merchant).
+MALL_PARTNER = "Rewards mall"
+
+
+@require_POST
+@mall_member_required
+def check_in(request: HttpRequest) -> HttpResponse:
+    """Today's check-in (签到), through the same rule engine as a partner's check_in event: the
+    programme's check-in rules, streak rewards and tasks apply, once a day."""
+    member = request.mall_member
+    partner, _created = Partner.objects.get_or_create(
+        name=MALL_PARTNER, defaults={"kind": Partner.Kind.SYSTEM}
+    )
+    try:
+        # Its own transaction (a savepoint inside another): a refusal undoes all of it.
+        with transaction.atomic():
+            outcome = record_event(
+                partner=partner, data=EventInput(type="check_in", member=member.external_id)
+            )
+    except LoyaltyError as error:
+        messages.info(request, error.message)
+    else:
+        streak = member_check_in_today(member=member, today=_programme_today())["streak"]
+        messages.success(
+            request,
+            _("Checked in: %(points)s points, %(days)s days in a row.")
+            % {"points": outcome.points_awarded, "days": streak},
+        )
+    return redirect(reverse("rewards_mall:home"))
 
 
 @require_POST
