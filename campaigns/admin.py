@@ -34,10 +34,10 @@ from campaigns.models import (
     RuleRate,
     TaskProgress,
 )
+from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.exceptions import LoyaltyError
 from members.admin import (
     MemberAdmin,
-    SingletonAdmin,
     can_see_personal_data,
     mask_email,
     mask_phone,
@@ -272,19 +272,8 @@ class ReferralSettingsAdmin(SingletonAdmin):
     pass
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(ReferralReward)
-class ReferralRewardAdmin(_ReadOnly):
+class ReferralRewardAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "inviter", "invitee", "outcome", "points", "device_id", "ip"]
     list_filter = ["outcome"]
     list_select_related = ["inviter", "invitee"]
@@ -292,7 +281,7 @@ class ReferralRewardAdmin(_ReadOnly):
 
 
 @admin.register(Event)
-class EventAdmin(_ReadOnly):
+class EventAdmin(ReadOnlyAdmin):
     list_display = [
         "received_at",
         "type",

@@ -148,13 +148,6 @@ class Rulebook:
             c.segment_ids for c in self.campaigns
         )
 
-    def rule_by_code(self, code: str) -> CompiledRule | None:
-        for rules in self.rules.values():
-            for rule in rules:
-                if rule.code == code:
-                    return rule
-        return None
-
 
 def compile_rule(rule: EarningRule) -> CompiledRule:
     return CompiledRule(

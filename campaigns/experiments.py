@@ -172,8 +172,7 @@ def promote_arm(*, arm: ExperimentArm) -> int:
             obj.status = model.Status.PAUSED
             obj.save()
             changed += 1
-    Experiment.objects.filter(pk=arm.experiment_id).update(is_active=False)
-    from campaigns.engine import invalidate_rulebook
-
-    invalidate_rulebook()
+    experiment = arm.experiment
+    experiment.is_active = False
+    experiment.save(update_fields=["is_active"])  # saves invalidate the rulebook (signals)
     return changed

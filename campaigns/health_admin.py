@@ -18,7 +18,7 @@ from campaigns.models import (
     HealthSettings,
     HealthThreshold,
 )
-from members.admin import SingletonAdmin
+from loyalty_site.admin_singleton import SingletonAdmin
 
 DASHBOARD_PERIODS = (30, 90, 180, 365)
 

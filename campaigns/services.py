@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -99,6 +100,10 @@ class _State:
 
     dry_run = True
 
+    def __init__(self) -> None:
+        # What this event already took from each budget (a campaign's extra, then its bonus).
+        self._taken: dict[tuple[str, int], int] = {}
+
     def lock(self, members: list[Member]) -> None:
         pass
 
@@ -136,7 +141,7 @@ class _State:
     def charge_budget(self, *, table: str, row_id: int, points: int) -> int:
         """Points of `points` the budget still has (all, some or none), counting what this
         event already took from it (a campaign's extra, then its bonus)."""
-        taken = self.__dict__.setdefault("_taken", {})
+        taken = self._taken
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT GREATEST(budget_points - budget_used, 0) FROM {table} WHERE id = %s",
@@ -273,8 +278,6 @@ class _HoldState(_LiveState):
 
 
 def _device_or_ip(device: str, ip: str):
-    from django.db.models import Q
-
     condition = Q(pk__in=[])
     if device:
         condition |= Q(device_id=device)
@@ -284,8 +287,6 @@ def _device_or_ip(device: str, ip: str):
 
 
 def _payload_device_or_ip(device: str, ip: str):
-    from django.db.models import Q
-
     condition = Q(pk__in=[])
     if device:
         condition |= Q(payload__attributes__device_id=device)
@@ -338,7 +339,8 @@ def _plan(
         inviter = Member.objects.select_related("tier").get(pk=member.referred_by_id)
     capped = [o for o in evaluation.rules if o.rule.has_member_caps]
     # Read-then-write under the members' account locks (lock order: accounts by id first).
-    if capped or inviter is not None or tasks:
+    # Task progress needs no lock: its upsert counts atomically and says which event completed it.
+    if capped or inviter is not None:
         state.lock([member, inviter] if inviter is not None else [member])
 
     def release(pending_days):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from campaigns import engine
 from campaigns.models import Campaign, EarningRule, Event, ReferralSettings
 from campaigns.services import EventInput, _plan, _State
-from members.models import Member
+from members.models import Member, Tier
 from points.services import programme_settings
 
 NOT_REPLAYED = ("task:", "check_in:", "referral:")
@@ -33,9 +33,9 @@ class _ReplayState(_State):
     """Caps and budgets counted in memory, from zero at the start of the replay."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.usage: dict[tuple, int] = defaultdict(int)
         self.budgets: dict[tuple[str, int], int] = {}
-        self.earned: dict[int, int] = defaultdict(int)
 
     def rule_usage(self, *, member, rule_ids, starts):
         return {
@@ -48,9 +48,6 @@ class _ReplayState(_State):
         for rule_id, points in used:
             for period in ("day", "week", "life"):
                 self.usage[(member.pk, rule_id, period, starts[period])] += points
-
-    def lifetime_spend(self, *, member):
-        return super().lifetime_spend(member=member)
 
     def charge_budget(self, *, table, row_id, points):
         key = (table, row_id)
@@ -137,8 +134,6 @@ def replay(
     draft_campaigns: list[Campaign] = (),
 ) -> Replay:
     """Replay the events of the last `days` days through the active rules plus the drafts."""
-    from members.models import Tier
-
     now = now or timezone.now()
     programme = programme_settings()
     book = engine.load_rulebook(extra_rules=draft_rules, extra_campaigns=draft_campaigns)

@@ -14,15 +14,14 @@ from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.http import HttpResponse
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty_site.admin_paginator import LargeTableAdmin
+from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.exceptions import LoyaltyError
 from members.charts import line_chart
 from members.exceptions import InvalidStatusChange
@@ -661,21 +660,6 @@ class TierAdmin(admin.ModelAdmin):
                 ),
                 messages.WARNING,
             )
-
-
-class SingletonAdmin(admin.ModelAdmin):
-    """One settings row: the change list opens its change form."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        row = self.model.get()
-        opts = self.model._meta
-        return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]))
 
 
 @admin.register(GrowthSettings)

@@ -15,9 +15,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import Q
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import localize
 from django.utils.html import format_html
@@ -26,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from loyalty_site.admin_paginator import LargeTableAdmin, LargeTablePaginator
+from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.api.keys import create_partner_key
 from loyalty_site.exceptions import LoyaltyError
 from points import grants, services, webhooks
@@ -105,7 +104,7 @@ def _accounts_found_by(term: str, *, by_phone: bool = False) -> list[int]:
 
 # --- Programme settings -----------------------------------------------------------------------
 @admin.register(ProgrammeSettings)
-class ProgrammeSettingsAdmin(admin.ModelAdmin):
+class ProgrammeSettingsAdmin(SingletonAdmin):
     """One settings row: the change list opens its change form; saving goes via the service."""
 
     fieldsets = [
@@ -119,16 +118,6 @@ class ProgrammeSettingsAdmin(admin.ModelAdmin):
         (None, {"fields": ["updated_at"]}),
     ]
     readonly_fields = ["updated_at"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        programme = ProgrammeSettings.get()
-        return redirect(reverse("admin:points_programmesettings_change", args=[programme.pk]))
 
     def save_model(self, request, obj, form, change) -> None:
         services.programme_settings_save(programme=obj)
@@ -450,21 +439,11 @@ class OutboxEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
 
 # --- Transfers and exchange (docs/adr/0016) ----------------------------------------------------
 @admin.register(TransferSettings)
-class TransferSettingsAdmin(admin.ModelAdmin):
+class TransferSettingsAdmin(SingletonAdmin):
     """The daily limits of transfers between members: one row, opened from the change list."""
 
     fields = ["daily_out_limit", "daily_in_limit", "updated_at"]
     readonly_fields = ["updated_at"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        limits = TransferSettings.get()
-        return redirect(reverse("admin:points_transfersettings_change", args=[limits.pk]))
 
 
 @admin.register(ExchangePartner)

@@ -23,6 +23,7 @@ from import_export import fields, resources, widgets
 from import_export.admin import ImportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
+from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.exceptions import LoyaltyError
 from members.models import Member
 from points import grants
@@ -65,21 +66,11 @@ def _each_decision(modeladmin, request, objects, decide, done_message) -> None:
 
 # --- Approval settings -----------------------------------------------------------------------
 @admin.register(ApprovalSettings)
-class ApprovalSettingsAdmin(admin.ModelAdmin):
+class ApprovalSettingsAdmin(SingletonAdmin):
     """One row: the change list opens its change form."""
 
     fields = ["adjustment_threshold", "bulk_grant_threshold", "updated_at"]
     readonly_fields = ["updated_at"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        row = ApprovalSettings.get()
-        return HttpResponseRedirect(reverse("admin:points_approvalsettings_change", args=[row.pk]))
 
 
 # --- Adjustment requests ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def test_replay_through_the_active_rules_gives_exactly_what_was_issued(pos, only_rule):
     gold = TierFactory(code="gold", rank=3, growth_threshold=1000, earn_multiplier=Decimal("2"))
-    rule = only_rule(cap_per_day=40, channels=["pos", "app"])
+    only_rule(cap_per_day=40, channels=["pos", "app"])
     Campaign.objects.create(
         code="bonus",
         name="b",
@@ -47,7 +47,6 @@ def test_replay_through_the_active_rules_gives_exactly_what_was_issued(pos, only
     assert result.events == 20
     assert result.mismatched_events == []
     assert result.simulated == result.actual == issued > 0
-    assert rule.pk
 
 
 def test_simulating_a_draft_rule_writes_nothing_and_reports_its_cost(pos, member, admin_client):
@@ -115,7 +114,7 @@ def test_the_interval_is_welchs_and_a_clear_difference_is_called():
     assert low > 0 and high > low
 
 
-def test_rule_evaluation_adds_no_query_per_rule(pos, member, django_assert_num_queries, settings):
+def test_rule_evaluation_adds_no_query_per_rule(pos, member, settings):
     settings.RULEBOOK_CHECK_SECONDS = 3600
     pos.purchase("u-1001", "warm", "10")  # builds the rulebook
     counter = _Counter()
