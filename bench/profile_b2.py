@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument(
+        "--statements", action="store_true", help="wall time per statement (one more round)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty_site.settings")
     os.environ["API_RATE_LIMIT"] = "10000000/min"
@@ -99,6 +102,10 @@ def main() -> None:
     # other processes disturb least.
     rounds = []
     first = 1000
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    server_cpu = _process_cpu(backend)
     for _round in range(args.rounds):
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:
@@ -109,6 +116,21 @@ def main() -> None:
         if profiler:
             profiler.disable()
         rounds.append((time.process_time() - cpu, time.perf_counter() - wall))
+    server_cpu = _process_cpu(backend) - server_cpu
+    timings: dict[str, list[float]] = {}
+    if args.statements:
+
+        def timed(execute, sql, params, many, context):
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                text = " ".join(str(sql).split())[:70]
+                timings.setdefault(text, []).append(time.perf_counter() - started)
+
+        with connection.execute_wrapper(timed):
+            for seq in range(first, first + args.requests):
+                call(seq)
     print(f"statuses {statuses}")
     print(f"queries per request: {len(queries)}")
     for sql in queries:
@@ -119,9 +141,30 @@ def main() -> None:
         f" {args.requests}; all: {', '.join(f'{ms:.2f}' for ms in per_request)}),"
         f" wall {min(wall for _cpu, wall in rounds) / args.requests * 1000:.2f} ms"
     )
+    total = args.rounds * args.requests
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans, left(regexp_replace(statement, '\\s+', ' ', 'g'),"
+            " 60) FROM pg_prepared_statements ORDER BY 2 DESC"
+        )
+        for generic, custom, text in cursor.fetchall():
+            print(f"  prepared: {generic} generic plans, {custom} custom plans: {text}")
+    print(
+        f"PostgreSQL backend CPU per request: user {server_cpu.real / total * 1000:.2f} ms,"
+        f" system {server_cpu.imag / total * 1000:.2f} ms"
+    )
+    for text, seconds in timings.items():
+        print(f"  {sum(seconds) / args.requests * 1000:6.3f} ms  {text}")
     if profiler:
         stats = pstats.Stats(profiler, stream=sys.stdout)
         stats.sort_stats(args.sort).print_stats(60)
+
+
+def _process_cpu(pid: int) -> complex:
+    """CPU seconds a process on this machine has used (Linux /proc): user + system * 1j."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return complex(int(fields[11]), int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

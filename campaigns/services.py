@@ -31,6 +31,7 @@ from campaigns.models import (
     RuleUsage,
     TaskProgress,
 )
+from loyalty_site.prepared import statement_cursor
 from members.exceptions import MemberFrozen
 from members.models import Member, SegmentMembership
 from members.selectors import member_by_external_id
@@ -44,7 +45,6 @@ from members.services import (
 from points.models import Entry, Order, Partner
 from points.services import (
     RefundResult,
-    _statement_cursor,
     earn,
     ensure_issuance_open,
     lock_member_accounts,
@@ -817,7 +817,7 @@ def _insert_event(**values) -> Event:
             value = value.pk
         params.append(field.get_db_prep_save(value, connection))
     # A prepared statement of the connection, like the ledger's: planned once per connection.
-    with _statement_cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(_EVENT_INSERT_SQL, params)
         event_id, received_at = cursor.fetchone()
     event = Event(pk=event_id, received_at=received_at, **values)

@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from loyalty_site.prepared import statement_cursor
 from members.exceptions import MemberNotFound
 from members.models import (
     CheckIn,
@@ -35,7 +36,7 @@ def member_by_external_id(*, external_id: str) -> Member:
             return Member.objects.select_related("tier").get(external_id=external_id)
         except Member.DoesNotExist:
             raise MemberNotFound(external_id=external_id) from None
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(sql, [external_id])
         row = cursor.fetchone()
     if row is None:

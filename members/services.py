@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty_site.prepared import statement_cursor
 from members.exceptions import (
     AlreadyCheckedIn,
     InvalidGrowth,
@@ -367,7 +368,7 @@ def _record_growth(
         "source_id": "" if source_id is None else str(source_id),
         "memo": memo or "",
     }
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(_GROWTH_SQL, params)
         row = cursor.fetchone()
     if row is None:

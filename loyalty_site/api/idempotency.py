@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
@@ -38,6 +38,7 @@ from rest_framework.views import APIView
 from loyalty_site.audit import api_call_values
 from loyalty_site.exceptions import LoyaltyError
 from loyalty_site.models import ApiCallRecord, IdempotencyRecord
+from loyalty_site.prepared import statement_cursor
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -134,7 +135,7 @@ def _replay(status_code: int, body) -> Response:
 
 def _claim(request: Request, partner_id: int, key: str, fingerprint: str) -> int | Response:
     """The id of our placeholder record, or the response for a key already used."""
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL,
             {
@@ -165,7 +166,7 @@ def _store_success(request: Request, claimed_id: int, key: str, response: Respon
     # stored value as parsing and dumping it again here, without that work per request.
     body = None if response.data is None else JSONRenderer().render(response.data).decode()
     values = api_call_values(request, status_code=response.status_code, idempotency_key=key)
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(
             _STORE_SUCCESS_SQL,
             {**values, "claimed_id": claimed_id, "response_body": body},
