@@ -116,7 +116,9 @@ def main() -> None:
         if profiler:
             profiler.disable()
         rounds.append((time.process_time() - cpu, time.perf_counter() - wall))
-    server_cpu = _process_cpu(backend) - server_cpu
+    server_user, server_system = (
+        after - before for after, before in zip(_process_cpu(backend), server_cpu, strict=True)
+    )
     timings: dict[str, list[float]] = {}
     if args.statements:
 
@@ -150,8 +152,8 @@ def main() -> None:
         for generic, custom, text in cursor.fetchall():
             print(f"  prepared: {generic} generic plans, {custom} custom plans: {text}")
     print(
-        f"PostgreSQL backend CPU per request: user {server_cpu.real / total * 1000:.2f} ms,"
-        f" system {server_cpu.imag / total * 1000:.2f} ms"
+        f"PostgreSQL backend CPU per request: user {server_user / total * 1000:.2f} ms,"
+        f" system {server_system / total * 1000:.2f} ms"
     )
     for text, seconds in timings.items():
         print(f"  {sum(seconds) / args.requests * 1000:6.3f} ms  {text}")
@@ -160,11 +162,12 @@ def main() -> None:
         stats.sort_stats(args.sort).print_stats(60)
 
 
-def _process_cpu(pid: int) -> complex:
-    """CPU seconds a process on this machine has used (Linux /proc): user + system * 1j."""
+def _process_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user, system) a process on this machine has used (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
-    return complex(int(fields[11]), int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 if __name__ == "__main__":

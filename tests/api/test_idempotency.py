@@ -271,61 +271,6 @@ def test_concurrent_bursts_at_full_speed_never_run_a_write_twice(writer):
         assert sum("Idempotent-Replayed" not in r for r in responses if r.status_code == 201) == 1
 
 
-def _scans(plan: dict):
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _scans(child)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
-def test_a_key_is_found_through_the_unique_index_however_many_keys_a_partner_has(
-    partner_api, plan_cache_mode
-):
-    """The claim runs on every write: it must find (partner, key) by the unique index, never by
-    reading all of a partner's records (a plan that once made each claim O(records))."""
-    from loyalty_site.api.idempotency import _CLAIM_SQL
-    from loyalty_site.prepared import statement_cursor
-    from points.models import Partner
-
-    partner_api("members:write", partner_name="Busy partner")
-    partner = Partner.objects.get(name="Busy partner")
-    IdempotencyRecord.objects.bulk_create(
-        IdempotencyRecord(
-            partner=partner,
-            key=f"k-{n}",
-            fingerprint="f",
-            method="POST",
-            path="/x",
-            response_status=201,
-        )
-        for n in range(5000)
-    )
-    with connection.cursor() as cursor:
-        # Statistics as they are between two autovacuum runs: stale, here never gathered.
-        cursor.execute(f"SET LOCAL plan_cache_mode = {plan_cache_mode}")
-    params = {
-        "lock_id": 1,
-        "partner_id": partner.pk,
-        "key": "k-17",
-        "fingerprint": "f",
-        "method": "POST",
-        "path": "/x",
-    }
-    with statement_cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + _CLAIM_SQL, params)
-        (plan,) = cursor.fetchone()[0]
-    reads = [
-        node
-        for node in _scans(plan["Plan"])
-        if node.get("Relation Name") == IdempotencyRecord._meta.db_table
-        and node["Node Type"] != "ModifyTable"
-    ]
-    assert reads, plan
-    for node in reads:
-        assert node.get("Index Name") == "idempotency_partner_key_uniq", node
-
-
 @pytest.mark.django_db
 def test_no_index_on_the_partner_alone_competes_with_the_unique_one():
     """With an index on partner_id alone the planner was seen (B2, stale statistics) to find a
