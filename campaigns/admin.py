@@ -34,6 +34,8 @@ from campaigns.models import (
     RuleRate,
     TaskProgress,
 )
+from loyalty_site.admin_base import ReadOnlyAdmin
+from loyalty_site.admin_paginator import LargeTableAdmin
 from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.exceptions import LoyaltyError
 from members.admin import (
@@ -42,7 +44,7 @@ from members.admin import (
     mask_email,
     mask_phone,
 )
-from points.admin import MAX_ACTION_ROWS, CappedCountPaginator, ReadOnlyAdmin, _action_form
+from points.admin import MAX_ACTION_ROWS, _action_form
 
 
 class RuleRateInline(admin.TabularInline):
@@ -281,7 +283,7 @@ class ReferralRewardAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
+class EventAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "received_at",
         "type",
@@ -292,10 +294,20 @@ class EventAdmin(ReadOnlyAdmin):
         "points_pending",
         "outcome",
     ]
+    # As many rows as earns (docs/adr/0017): newest first along the primary key, no sorting by
+    # other columns, and the search finds a member through its unique external id.
     list_filter = ["type", "outcome"]
     list_select_related = ["member", "partner"]
-    search_fields = ["reference", "member__external_id"]
-    show_full_result_count = False
+    search_fields = ["member__external_id"]
+    search_help_text = _("Exact member external id.")
+    ordering = ["-id"]
+    sortable_by = ["id"]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(member__external_id=term), False
 
 
 class TaskProgressInline(admin.TabularInline):
@@ -340,7 +352,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReminderDelivery)
-class ReminderDeliveryAdmin(ReadOnlyAdmin):
+class ReminderDeliveryAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "member",
@@ -357,8 +369,6 @@ class ReminderDeliveryAdmin(ReadOnlyAdmin):
     list_filter = ["status", "channel", "window_days", "expires_on"]
     list_select_related = ["member"]
     search_fields = ["=member__external_id"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
     actions = ["queue_again"]
     fields = [
@@ -464,7 +474,7 @@ class RejectHeldEventsForm(forms.Form):
 
 
 @admin.register(HeldEvent)
-class HeldEventAdmin(admin.ModelAdmin):
+class HeldEventAdmin(ReadOnlyAdmin):
     """The review queue: events held by a risk limit, why, and the decision. Reviewers (the
     `review_event` permission) approve (the held points are granted then) or reject with a
     reason, one by one or in bulk; nothing is deleted."""
@@ -503,15 +513,6 @@ class HeldEventAdmin(admin.ModelAdmin):
         "decision_reason",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_review_permission(self, request) -> bool:
         return request.user.has_perm("campaigns.review_event")

@@ -18,20 +18,10 @@ from campaigns.models import (
     HealthSettings,
     HealthThreshold,
 )
+from loyalty_site.admin_base import ReadOnlyAdmin
 from loyalty_site.admin_singleton import SingletonAdmin
 
 DASHBOARD_PERIODS = (30, 90, 180, 365)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(HealthDashboard)

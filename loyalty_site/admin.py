@@ -10,11 +10,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.models import Group
 from django.db import models
+from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from pghistory.core import event_models
 
+from loyalty_site.admin_base import ReadOnlyAdmin
+from loyalty_site.admin_paginator import LargeTableAdmin
 from loyalty_site.audit import DELETE, INSERT, PERSONAL_DATA, SHOWN_LABELS, UPDATE
 from loyalty_site.models import ApiCallRecord, AuditEvent
 from loyalty_site.roles import ROLE_LABELS
@@ -35,17 +38,6 @@ def _tracked_models() -> dict[str, type]:
         for event_model in event_models()
         if getattr(event_model, "pgh_tracked_model", None) is not None
     }
-
-
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class TrackedModelFilter(admin.SimpleListFilter):
@@ -106,7 +98,7 @@ class ObjectFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["pgh_created_at", "record_type", "object_link", "change", "who", "changes"]
     list_display_links = None
     list_filter = [
@@ -230,7 +222,7 @@ class AuditEventAdmin(ReadOnlyModelAdmin):
 
 
 @admin.register(ApiCallRecord)
-class ApiCallRecordAdmin(ReadOnlyModelAdmin):
+class ApiCallRecordAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "created_at",
         "partner",
@@ -243,13 +235,27 @@ class ApiCallRecordAdmin(ReadOnlyModelAdmin):
         "client_ip",
     ]
     list_display_links = None
-    list_filter = ["partner", "method", "status_code", "created_at"]
+    # One row per write, as many as ledger entries (docs/adr/0017): filters with an index
+    # behind them only ((partner, created_at), BRIN on created_at); method and status would list
+    # their values with a DISTINCT over the whole table (and only 2xx calls are recorded).
+    list_filter = ["partner", "created_at"]
     list_select_related = ["partner"]
-    search_fields = ["=request_id", "=idempotency_key", "=api_key_prefix"]
-    search_help_text = _("Exact request id, Idempotency-Key or API key prefix.")
+    search_fields = ["request_id", "idempotency_key", "api_key_prefix"]
+    search_help_text = _(
+        "Exact request id, Idempotency-Key or API key prefix; narrow by merchant or date first"
+        " on a large table."
+    )
     ordering = ["-id"]
-    show_full_result_count = False
+    sortable_by = ["id"]
     actions = None
+
+    def get_search_results(self, request, queryset, search_term):
+        # Exact, case-sensitive equality (no UPPER() around the column), newest first.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        found = Q(request_id=term) | Q(idempotency_key=term) | Q(api_key_prefix=term)
+        return queryset.filter(found), False
 
 
 admin.site.unregister(Group)

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.admin_base import ReadOnlyAdmin
 from loyalty_site.admin_paginator import LargeTableAdmin
 from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.exceptions import LoyaltyError
@@ -676,19 +677,6 @@ class GrowthSettingsAdmin(SingletonAdmin):
 class GrowthEventRuleAdmin(admin.ModelAdmin):
     list_display = ["event_type", "growth", "is_active"]
     list_editable = ["growth", "is_active"]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Append-only history: listed and inspected, never added, changed or deleted here."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(GrowthEntry)

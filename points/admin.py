@@ -23,7 +23,8 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from loyalty_site.admin_paginator import LargeTableAdmin, LargeTablePaginator
+from loyalty_site.admin_base import ReadOnlyAdmin
+from loyalty_site.admin_paginator import LargeTableAdmin
 from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.api.keys import create_partner_key
 from loyalty_site.exceptions import LoyaltyError
@@ -50,23 +51,6 @@ from points.models import (
 
 # An action runs one transaction per selected row; more belongs in a batch job.
 MAX_ACTION_ROWS = 500
-
-
-# The paginator of every big list (a bounded count); the name other admin modules import.
-CappedCountPaginator = LargeTablePaginator
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services only: viewable, never added, changed or deleted here."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def _action_form(modeladmin, request, queryset, *, form, action, title, explanation, submit):
@@ -485,7 +469,7 @@ class ExchangePartnerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Transfer)
-class TransferAdmin(ReadOnlyAdmin):
+class TransferAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["id", "created_at", "sender", "recipient", "points", "partner", "reference"]
     list_filter = ["partner", ("created_at", admin.DateFieldListFilter)]
     search_fields = [
@@ -494,8 +478,6 @@ class TransferAdmin(ReadOnlyAdmin):
         "=to_account__member__external_id",
     ]
     list_select_related = ["from_account__member", "to_account__member", "partner"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
     raw_id_fields = ["from_account", "to_account", "out_entry", "in_entry"]
 
@@ -509,7 +491,7 @@ class TransferAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Conversion)
-class ConversionAdmin(ReadOnlyAdmin):
+class ConversionAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "created_at",
@@ -525,8 +507,6 @@ class ConversionAdmin(ReadOnlyAdmin):
     list_filter = ["exchange_partner", "direction", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["=reference", "=account__member__external_id"]
     list_select_related = ["account__member", "exchange_partner", "partner"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
     raw_id_fields = ["account", "entry"]
 
@@ -672,7 +652,7 @@ class WebhookEventTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin):
+class WebhookDeliveryAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "id",
         "event_id",
@@ -688,8 +668,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_filter = ["state", WebhookEventTypeFilter, "endpoint"]
     search_fields = ["=event__member_external_id"]
     list_select_related = ["event", "endpoint__partner"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     ordering = ["-id"]
     fields = [
         "endpoint",

@@ -23,11 +23,13 @@ from import_export import fields, resources, widgets
 from import_export.admin import ImportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
+from loyalty_site.admin_base import ReadOnlyAdmin
+from loyalty_site.admin_paginator import LargeTableAdmin
 from loyalty_site.admin_singleton import SingletonAdmin
 from loyalty_site.exceptions import LoyaltyError
 from members.models import Member
 from points import grants
-from points.admin import MAX_ACTION_ROWS, CappedCountPaginator, ReadOnlyAdmin, _action_form
+from points.admin import MAX_ACTION_ROWS, _action_form
 from points.exceptions import BulkGrantFileInvalid
 from points.models import AdjustmentRequest, ApprovalSettings, BulkGrant, BulkGrantRow
 from points.selectors import bulk_grant_progress
@@ -546,7 +548,7 @@ class BulkGrantAdmin(ImportMixin, ReadOnlyAdmin):
 
 
 @admin.register(BulkGrantRow)
-class BulkGrantRowAdmin(ReadOnlyAdmin):
+class BulkGrantRowAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = [
         "grant",
         "row_number",
@@ -559,8 +561,8 @@ class BulkGrantRowAdmin(ReadOnlyAdmin):
         "entry",
     ]
     list_filter = ["status", "skip_reason"]
+    # `entry` is nullable: Django's automatic select_related leaves it out (a query per row).
+    list_select_related = ["grant", "entry"]
     search_fields = ["=member_external_id", "=grant__id"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
     raw_id_fields = ["grant", "entry"]
     ordering = ["grant", "row_number"]
