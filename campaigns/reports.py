@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.experiments import _BUCKET_SQL, arm_ranges
 from campaigns.models import Campaign
+from loyalty_site.db_router import replica_connection
 from loyalty_site.reports import Column, Report, ReportFilters, register
 from points.models import ProgrammeSettings
 from points.reports import money
@@ -51,7 +51,7 @@ SELECT (SELECT count(*) FROM arm_members),
 
 
 def _arm_spend(arm, low: int, high: int, start, end) -> tuple[int, Decimal]:
-    with connection.cursor() as cursor:
+    with replica_connection().cursor() as cursor:
         cursor.execute(
             _SPEND_PER_ARM_MEMBER_SQL,
             {"code": arm.experiment.code, "low": low, "high": high, "start": start, "end": end},
@@ -65,7 +65,7 @@ def campaign_return(filters: ReportFilters) -> list[dict]:
     start = datetime.combine(filters.date_from, time.min, tzinfo=programme.zone)
     end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=programme.zone)
     window = {"start": start, "end": end, "partner_id": filters.partner_id}
-    with connection.cursor() as cursor:
+    with replica_connection().cursor() as cursor:
         cursor.execute(_COST_SQL, window)
         costs = {row[0]: row[1:] for row in cursor.fetchall()}
     campaigns = Campaign.objects.filter(code__in=costs).select_related("experiment_arm__experiment")
@@ -73,7 +73,7 @@ def campaign_return(filters: ReportFilters) -> list[dict]:
     for campaign in sorted(campaigns, key=lambda c: -costs[c.code][2]):
         events, reached, points, member_ids = costs[campaign.code]
         cost = money(points, programme.point_value)
-        with connection.cursor() as cursor:
+        with replica_connection().cursor() as cursor:
             cursor.execute(_SPEND_OF_MEMBERS_SQL, {"members": member_ids, **window})
             reached_spend = Decimal(cursor.fetchone()[0])
         row = {

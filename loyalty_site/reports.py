@@ -18,12 +18,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.utils.module_loading import autodiscover_modules
+
+from loyalty_site.db_router import reading_from_replica
 
 # A by-day report over more days than this is exported by a Celery task, not in the request.
 SYNC_EXPORT_MAX_DAYS = 400
@@ -87,9 +88,9 @@ class Report:
     uses_merchant: bool = True
     order: int = 100
     permission: str = "points.view_finance_reports"
-    # Optional figures shown above the table: callable(filters) -> [(label, value)].
-    summary: Callable[[ReportFilters], list[tuple[Any, Any]]] | None = None
-    extra: dict = field(default_factory=dict)
+    # Optional figures shown above the table, from the rows already read:
+    # callable(filters, rows) -> [(label, value)].
+    summary: Callable[[ReportFilters, list[dict]], list[tuple[Any, Any]]] | None = None
 
 
 _registry: dict[str, Report] = {}
@@ -120,19 +121,22 @@ def get_report(key: str) -> Report | None:
 
 
 # --- Writers ----------------------------------------------------------------------------------
+def read_report(report: Report, filters: ReportFilters) -> list[dict]:
+    """The report's rows for `filters`, read from the replica when there is one (its ORM reads
+    here, its raw SQL through `db_router.replica_connection`): the one way reports are read."""
+    with reading_from_replica():
+        return list(report.rows(filters))
+
+
 def report_rows(report: Report, filters: ReportFilters) -> Iterator[dict]:
     """All rows; a by-day report is computed in parts so no query spans years at once."""
     parts = filters.chunks() if report.by_day else [filters]
     for part in parts:
-        yield from report.rows(part)
+        yield from read_report(report, part)
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return value
-    if value is None:
-        return ""
-    return value
+    return "" if value is None else value
 
 
 def _text(value: Any) -> str:
@@ -191,12 +195,8 @@ def open_writer(fmt: str, stream, report: Report):
 
 def render_export(report: Report, filters: ReportFilters, fmt: str) -> tuple[bytes, int]:
     """The whole export in memory (small exports, in the request): (content, rows)."""
-    if fmt == "xlsx":
-        buffer = io.BytesIO()
-        writer = open_writer(fmt, buffer, report)
-    else:
-        buffer = io.StringIO()
-        writer = open_writer(fmt, buffer, report)
+    buffer = io.BytesIO() if fmt == "xlsx" else io.StringIO()
+    writer = open_writer(fmt, buffer, report)
     count = 0
     for row in report_rows(report, filters):
         writer.write(row)

@@ -6,10 +6,10 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.db_router import replica_connection
 from loyalty_site.reports import Column, Report, ReportFilters, register
 
 # Members by tier, and those of them with ledger activity in the range (at the merchant).
@@ -43,7 +43,7 @@ def tier_distribution(filters: ReportFilters) -> list[dict]:
     zone = _programme_zone()
     start = datetime.combine(filters.date_from, time.min, tzinfo=zone)
     end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=zone)
-    with connection.cursor() as cursor:
+    with replica_connection().cursor() as cursor:
         cursor.execute(_TIER_SQL, {"start": start, "end": end, "partner": filters.partner_id})
         rows = cursor.fetchall()
     english = (get_language() or "").startswith("en")
@@ -70,7 +70,7 @@ def _programme_zone():
     # The programme's time zone lives in the ledger's settings table; read it by name.
     import zoneinfo
 
-    with connection.cursor() as cursor:
+    with replica_connection().cursor() as cursor:
         cursor.execute("SELECT time_zone FROM points_programmesettings WHERE id = 1")
         row = cursor.fetchone()
     return zoneinfo.ZoneInfo(row[0] if row else settings.TIME_ZONE)

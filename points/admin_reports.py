@@ -26,6 +26,7 @@ from loyalty_site.reports import (
     SYNC_EXPORT_MAX_DAYS,
     ReportFilters,
     get_report,
+    read_report,
     registered_reports,
     render_export,
 )
@@ -190,8 +191,8 @@ class ReportExportAdmin(admin.ModelAdmin):
                     )
                     return redirect("admin:points_reportexport_progress", pk=export.pk)
                 return self._download(report, filters, fmt)
-            rows = list(report.rows(filters))
-            summary = report.summary(filters) if report.summary else []
+            rows = read_report(report, filters)
+            summary = report.summary(filters, rows) if report.summary else []
         query = urlencode({k: v for k, v in request.GET.items() if k != "download"})
         return TemplateResponse(
             request,

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.utils import timezone
 
+from loyalty_site.db_router import replica_connection
 from points.models import ProgrammeSettings
-from points.reports import breakage_rate, money
+from points.reports import breakage_rate, money, outstanding_points
 from points.settlement import next_month
 
 _MONTHLY_SQL = """
@@ -103,9 +103,12 @@ class Forecast:
         ]
 
 
-def monthly_history(*, months: int = 12, now: datetime | None = None) -> list[MonthOfHistory]:
+def monthly_history(
+    *, months: int = 12, now: datetime | None = None, outstanding: int | None = None
+) -> list[MonthOfHistory]:
     """The last `months` whole calendar months (programme time zone), oldest first, each with
-    its opening outstanding points (active and pending lots), issued, used and expired."""
+    its opening outstanding points (active and pending lots), issued, used and expired.
+    `outstanding`: today's outstanding points when the caller has them already."""
     programme = ProgrammeSettings.get()
     now = now or timezone.now()
     this_month = timezone.localdate(now, timezone=programme.zone).replace(day=1)
@@ -113,12 +116,9 @@ def monthly_history(*, months: int = 12, now: datetime | None = None) -> list[Mo
     for _ in range(months):
         first = _previous_month(first)
     start = datetime(first.year, first.month, 1, tzinfo=programme.zone)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COALESCE(sum(remaining), 0) FROM points_lot"
-            " WHERE state IN ('active', 'pending')"
-        )
-        outstanding = int(cursor.fetchone()[0])
+    if outstanding is None:
+        outstanding = outstanding_points()
+    with replica_connection().cursor() as cursor:
         cursor.execute(_MONTHLY_SQL, {"tz": programme.time_zone, "start": start})
         figures: dict[date, dict[str, int]] = {}
         for month, kind, points in cursor.fetchall():
@@ -165,15 +165,14 @@ def liability_forecast(
     (no month that held points). `seed` makes the figures repeatable."""
     programme = ProgrammeSettings.get()
     now = now or timezone.now()
-    history = [month for month in monthly_history(months=history_months, now=now) if month.held > 0]
+    start = outstanding_points()
+    history = [
+        month
+        for month in monthly_history(months=history_months, now=now, outstanding=start)
+        if month.held > 0
+    ]
     if not history:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COALESCE(sum(remaining), 0) FROM points_lot"
-            " WHERE state IN ('active', 'pending')"
-        )
-        start = int(cursor.fetchone()[0])
     forecast = Forecast(
         start_outstanding=start,
         point_value=programme.point_value,

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty_site.reports import ReportFilters, get_report, open_writer
+from loyalty_site.reports import ReportFilters, get_report, open_writer, read_report
 from points.exceptions import InvalidLedgerRequest
 from points.models import ReportExport
 
@@ -59,7 +59,7 @@ def build_report_export(*, export_id: int) -> ReportExport:
             writer = open_writer(export.format, text or stream, report)
             rows = 0
             for done, part in enumerate(parts, start=1):
-                for row in report.rows(part):
+                for row in read_report(report, part):
                     writer.write(row)
                     rows += 1
                 ReportExport.objects.filter(pk=export.pk).update(progress_done=done, rows=rows)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from loyalty_site.db_router import replica_connection
 from loyalty_site.reports import Column, Report, ReportFilters, register
 from points.models import ProgrammeSettings, SettlementStatement
 from points.settlement import first_of_month, statement_figures
@@ -84,7 +84,7 @@ def points_activity_by_day(filters: ReportFilters) -> list[dict]:
     expired, other (transfer, convert), the net change and the value of what was issued."""
     programme = ProgrammeSettings.get()
     params = _params(filters, programme)
-    with connection.cursor() as cursor:
+    with replica_connection().cursor() as cursor:
         cursor.execute(_ACTIVITY_SQL, params)
         activity = {row[0]: [int(value) for value in row[1:]] for row in cursor.fetchall()}
         cursor.execute(_EXPIRED_SQL, params)
@@ -111,8 +111,7 @@ def points_activity_by_day(filters: ReportFilters) -> list[dict]:
     return rows
 
 
-def _activity_summary(filters: ReportFilters) -> list[tuple]:
-    rows = points_activity_by_day(filters)
+def _activity_summary(filters: ReportFilters, rows: list[dict]) -> list[tuple]:
     programme = ProgrammeSettings.get()
     issued = sum(row["issued"] for row in rows)
     used = sum(row["spent"] + row["redeemed"] - row["returned"] for row in rows)
@@ -200,7 +199,7 @@ def breakage_rate(*, partner_id: int | None = None, now: datetime | None = None)
     """Share of points that expired unused, over the lots whose expiry date fell in the last
     BREAKAGE_HISTORY_DAYS days (their fate is known); 0 without such history."""
     now = now or timezone.now()
-    with connection.cursor() as cursor:
+    with replica_connection().cursor() as cursor:
         cursor.execute(
             _BREAKAGE_SQL,
             {
@@ -215,21 +214,31 @@ def breakage_rate(*, partner_id: int | None = None, now: datetime | None = None)
     return (Decimal(int(expired)) / Decimal(int(issued))).quantize(Decimal("0.0001"))
 
 
+def outstanding_points(*, partner_id: int | None = None) -> int:
+    """Points in active and pending lots now (the merchant's lots if one is given)."""
+    with replica_connection().cursor() as cursor:
+        cursor.execute(_OUTSTANDING_NOW_SQL, {"partner": partner_id})
+        return int(cursor.fetchone()[0])
+
+
 def outstanding_by_day(filters: ReportFilters) -> dict[date, int]:
     """Points in active and pending lots at the end of each day (the merchant's lots if one is
     chosen): today's remaining minus what changed after that day."""
     programme = ProgrammeSettings.get()
     params = _params(filters, programme)
-    with connection.cursor() as cursor:
-        cursor.execute(_OUTSTANDING_NOW_SQL, params)
-        now_outstanding = int(cursor.fetchone()[0])
+    now_outstanding = outstanding_points(partner_id=params["partner"])
+    with replica_connection().cursor() as cursor:
         cursor.execute(_LOT_CHANGES_SQL, params)
-        changes = sorted((day, int(points)) for day, points in cursor.fetchall())
+        changes = sorted(((day, int(points)) for day, points in cursor.fetchall()), reverse=True)
+    # Newest day first, taking off each day's later changes as they are passed: one walk.
     result = {}
-    for day in _days(filters):
-        later = sum(points for changed, points in changes if changed > day)
+    later = taken = 0
+    for day in reversed(_days(filters)):
+        while taken < len(changes) and changes[taken][0] > day:
+            later += changes[taken][1]
+            taken += 1
         result[day] = now_outstanding - later
-    return result
+    return dict(sorted(result.items()))
 
 
 def liability_by_day(filters: ReportFilters) -> list[dict]:
@@ -255,9 +264,8 @@ def liability_by_day(filters: ReportFilters) -> list[dict]:
     return rows
 
 
-def _liability_summary(filters: ReportFilters) -> list[tuple]:
+def _liability_summary(filters: ReportFilters, rows: list[dict]) -> list[tuple]:
     programme = ProgrammeSettings.get()
-    rows = liability_by_day(filters)
     if not rows:
         return []
     last = rows[-1]

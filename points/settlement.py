@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty_site.db_router import replica_connection
 from points.exceptions import SettlementRefused
 from points.models import Partner, ProgrammeSettings, SettlementLine, SettlementStatement
 
@@ -183,7 +184,7 @@ def settlement_preview(*, month: date) -> SettlementFigures:
     month = first_of_month(month)
     figures = _empty_figures(month)
     lower = _lower_bound(month)
-    with connection.cursor() as cursor:
+    with replica_connection().cursor() as cursor:
         cursor.execute(
             _PREVIEW_SQL,
             {
