@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
 from django_celery_beat.models import PeriodicTask
 
 from campaigns import scheduling
 from campaigns.models import Campaign, EarningRule
 from points.models import Account
 from tests.campaigns.conftest import awarded
+from tests.concurrency.threads import run_concurrently, unexpected
 from tests.factories import MemberFactory, TierFactory
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -214,24 +214,13 @@ def test_a_budget_is_never_overspent_by_32_concurrent_events(entry_tier, only_ru
     pos = PartnerApi("POS")
     members = [MemberFactory(external_id=f"c-{i}") for i in range(32)]
     rule = only_rule(budget_points=500)
-    barrier = threading.Barrier(32)
-    results, errors = [], []
 
     def post(i):
-        try:
-            barrier.wait()
-            results.append(awarded(pos.purchase(members[i].external_id, f"o-{i}", "37")))
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connection.close()
+        return awarded(pos.purchase(members[i].external_id, f"o-{i}", "37"))
 
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    outcomes = run_concurrently(*[functools.partial(post, i) for i in range(32)])
+    assert unexpected(outcomes) == []
+    results = [outcome.value for outcome in outcomes]
     rule.refresh_from_db()
     assert sum(results) == 500 == rule.budget_used
     assert sum(Account.objects.values_list("available", flat=True)) == 500

@@ -108,9 +108,10 @@ def test_liability_rows_value_the_points_and_take_off_breakage(history):
     last = rows[-1]
     assert last["outstanding"] == 520
     assert last["value"] == Decimal("5.20")
-    expected = round(520 * last["breakage_rate"] / 100)
-    assert last["expected_breakage"] == expected
-    assert last["expected_cost"] == (Decimal(520 - expected) / 100).quantize(Decimal("0.01"))
+    # 400 of the 500 points whose date has passed expired unused: 80 % breakage.
+    assert last["breakage_rate"] == Decimal("80.00")
+    assert last["expected_breakage"] == 416  # 520 x 80 %
+    assert last["expected_cost"] == Decimal("1.04")  # (520 - 416) points at 100 a yuan
 
 
 def test_tier_distribution_counts_members_and_those_active(history, merchants, entry_tier):
