@@ -40,6 +40,7 @@ from campaigns.models import (
     EventType,
     ExcludedProduct,
     Experiment,
+    ExperimentArm,
     MemberTask,
     ReferralSettings,
     RiskLimits,
@@ -112,7 +113,6 @@ class CompiledCampaign:
 @dataclass(frozen=True)
 class CompiledArm:
     id: int
-    experiment_code: str
     low: int  # the arm holds hash buckets [low, high) of 0..9999
     high: int
 
@@ -122,7 +122,6 @@ class CompiledTask:
     id: int
     code: str
     kind: str
-    event_type: str
     required_count: int
     within_days: int
     reward_points: int
@@ -141,12 +140,25 @@ class Rulebook:
     referral: ReferralSettings
     # Risk control's anomaly limits (docs/adr/0018), cached with the rules: no query per event.
     risk: RiskLimits | None = None
+    # Whether any rule or campaign targets segments (then an event reads the member's): set
+    # once when the rulebook is built, not scanned per event.
+    needs_segments: bool = field(init=False)
 
-    @property
-    def needs_segments(self) -> bool:
-        return any(r.segment_ids for rules in self.rules.values() for r in rules) or any(
-            c.segment_ids for c in self.campaigns
-        )
+    def __post_init__(self) -> None:
+        self.needs_segments = any(
+            r.segment_ids for rules in self.rules.values() for r in rules
+        ) or any(c.segment_ids for c in self.campaigns)
+
+
+def arm_ranges(experiment: Experiment) -> list[tuple[ExperimentArm, int, int]]:
+    """Each arm with its hash buckets [low, high) of 0..9999, by weight in the arms' order: the
+    one split that both awards points (the rulebook) and judges the results (reports)."""
+    ranges, low = [], 0
+    for arm in experiment.arms.all():
+        high = min(10_000, low + arm.weight * 100)
+        ranges.append((arm, low, high))
+        low = high
+    return ranges
 
 
 def compile_rule(rule: EarningRule) -> CompiledRule:
@@ -229,13 +241,9 @@ def load_rulebook(
     ]
     arms: dict[str, list[CompiledArm]] = {}
     for experiment in Experiment.objects.filter(is_active=True).prefetch_related("arms"):
-        low = 0
-        for arm in experiment.arms.all():
-            high = min(10_000, low + arm.weight * 100)
-            arms.setdefault(experiment.code, []).append(
-                CompiledArm(id=arm.pk, experiment_code=experiment.code, low=low, high=high)
-            )
-            low = high
+        compiled = [CompiledArm(arm.pk, low, high) for arm, low, high in arm_ranges(experiment)]
+        if compiled:
+            arms[experiment.code] = compiled
     tasks: dict[str, list[CompiledTask]] = {}
     for task in MemberTask.objects.filter(is_active=True):
         tasks.setdefault(task.event_type, []).append(
@@ -243,7 +251,6 @@ def load_rulebook(
                 id=task.pk,
                 code=task.code,
                 kind=task.kind,
-                event_type=task.event_type,
                 required_count=task.required_count,
                 within_days=task.within_days,
                 reward_points=task.reward_points,
@@ -380,10 +387,6 @@ def earning_lines(book: Rulebook, facts: Facts) -> list[tuple[str, str, Decimal]
     return lines
 
 
-def earning_amount(book: Rulebook, facts: Facts) -> Decimal:
-    return sum((value for _s, _c, value in earning_lines(book, facts)), ZERO)
-
-
 def _in_time_window(rule: CompiledRule, local: datetime) -> bool:
     if rule.starts_at and local < rule.starts_at:
         return False
@@ -427,14 +430,15 @@ def rule_matches(rule: CompiledRule, facts: Facts) -> bool:
     return _targets(rule, facts)
 
 
-def rule_base(book: Rulebook, rule: CompiledRule, facts: Facts) -> Decimal:
-    """The rule's points before multipliers and rounding (Decimal)."""
+def rule_base(rule: CompiledRule, lines: list[tuple[str, str, Decimal]]) -> Decimal:
+    """The rule's points before multipliers and rounding (Decimal), from the event's
+    `earning_lines` (computed once per event, not per rule)."""
     base = Decimal(rule.fixed_points)
     if rule.points_per_unit is None and not rule.rates:
         return base
     scoped = bool(rule.categories or rule.skus)
     found_scoped_item = False
-    for sku, category, value in earning_lines(book, facts):
+    for sku, category, value in lines:
         if scoped:
             if not ((sku and sku in rule.skus) or (category and category in rule.categories)):
                 continue
@@ -496,13 +500,14 @@ def _rule_points(
 
 def evaluate(book: Rulebook, facts: Facts) -> Evaluation:
     """Every matching rule and campaign for the event, before caps and budgets."""
-    result = Evaluation(earning_amount=earning_amount(book, facts) if facts.amount else ZERO)
+    lines = earning_lines(book, facts) if facts.amount else []
+    result = Evaluation(earning_amount=sum((value for _s, _c, value in lines), ZERO))
     live = campaigns_in_effect(book, facts)
     matched_ids = set()
     for rule in book.rules.get(facts.type, ()):
         if not rule_matches(rule, facts):
             continue
-        base = rule_base(book, rule, facts)
+        base = rule_base(rule, lines)
         if base <= 0:
             continue
         matched_ids.add(rule.id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
+from campaigns.engine import arm_ranges
 from campaigns.models import Campaign, EarningRule, Experiment, ExperimentArm
 
 # Below this many members in an arm a normal approximation says too little.
@@ -78,15 +79,6 @@ class ExperimentReport:
     control: ArmFigures | None
     differences: list[Difference]
     winner: ExperimentArm | None
-
-
-def arm_ranges(experiment: Experiment) -> list[tuple[ExperimentArm, int, int]]:
-    ranges, low = [], 0
-    for arm in experiment.arms.all():
-        high = min(10_000, low + arm.weight * 100)
-        ranges.append((arm, low, high))
-        low = high
-    return ranges
 
 
 def difference_interval(

@@ -13,7 +13,8 @@ from decimal import Decimal
 
 from django.utils.translation import gettext_lazy as _
 
-from campaigns.experiments import _BUCKET_SQL, arm_ranges
+from campaigns.engine import arm_ranges
+from campaigns.experiments import _BUCKET_SQL
 from campaigns.models import Campaign
 from loyalty_site.db_router import replica_connection
 from loyalty_site.reports import Column, Report, ReportFilters, register

@@ -300,6 +300,7 @@ def _payload_device_or_ip(device: str, ip: str):
 class _Plan:
     awards: list[Award]
     tasks_done: list[tuple[int, object]]
+    earning_amount: Decimal  # the money that earns (growth value counts it too)
 
 
 def _available_at(*, rule_pending_days, facts_type, occurred_at, programme, now):
@@ -455,7 +456,9 @@ def _plan(
             awards=awards,
             now=now,
         )
-    return _Plan(awards=_merge(awards), tasks_done=tasks_done)
+    return _Plan(
+        awards=_merge(awards), tasks_done=tasks_done, earning_amount=evaluation.earning_amount
+    )
 
 
 def _advance_tasks(*, tasks, member, local_day, state, programme, awards, now):
@@ -863,7 +866,7 @@ def _record(*, book, facts, partner, member, data, programme, occurred_at, now) 
     if order is not None:
         growth_for_purchase(
             member=member,
-            spent=engine.earning_amount(book, facts),
+            spent=plan.earning_amount,
             order_id=order.pk,
             reference=data.reference,
             occurred_at=data.occurred_at,
@@ -944,7 +947,7 @@ def _hold(
             points=0,
             occurred_at=data.occurred_at,
         )
-        growth_spent = engine.earning_amount(book, facts)
+        growth_spent = plan.earning_amount
     event = Event.objects.create(
         partner=partner,
         type=data.type,
