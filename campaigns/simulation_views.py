@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from campaigns import experiments, simulation
 from campaigns.models import Campaign, EarningRule, Experiment, ExperimentArm
@@ -18,7 +19,7 @@ from campaigns.models import Campaign, EarningRule, Experiment, ExperimentArm
 
 class SimulationForm(forms.Form):
     days = forms.IntegerField(
-        label=_("Days of stored events"), min_value=1, max_value=366, initial=30
+        label=gettext_lazy("Days of stored events"), min_value=1, max_value=366, initial=30
     )
 
 

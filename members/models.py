@@ -560,7 +560,11 @@ class CheckIn(models.Model):
     """A member's daily check-in (签到): at most one per day in the programme's time zone."""
 
     member = models.ForeignKey(
-        Member, on_delete=models.CASCADE, related_name="check_ins", verbose_name=_("member")
+        Member,
+        on_delete=models.CASCADE,
+        related_name="check_ins",
+        verbose_name=_("member"),
+        db_index=False,  # the unique (member, day) index starts with it
     )
     day = models.DateField(_("day"))
     streak = models.PositiveIntegerField(_("streak (days in a row)"))

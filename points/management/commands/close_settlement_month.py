@@ -16,11 +16,11 @@ from points.settlement import close_settlement_month
 
 
 class Command(BaseCommand):
-    help = "Close a month of coalition settlement between merchants (irreversible)."
+    help = _("Close a month of coalition settlement between merchants (irreversible).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--month", help="YYYY-MM (default: the month before --as-of)")
-        parser.add_argument("--as-of", help="ISO 8601 moment to act as of (default: now)")
+        parser.add_argument("--month", help=_("YYYY-MM (default: the month before --as-of)"))
+        parser.add_argument("--as-of", help=_("ISO 8601 moment to act as of (default: now)"))
 
     def handle(self, *args, month: str | None, as_of: str | None, **options):
         moment = parse_as_of(as_of)
